@@ -1,0 +1,8 @@
+"""torchmanual: the lecture slides on backpropagation as PyTorch autograd Functions.
+
+Every gate, activation and loss of the slides is a ``torch.autograd.Function`` whose
+``backward`` is the slide's formula written out by hand. See ``torchmanual.functional``
+for the torch.nn.functional-style API and ``torchmanual.nn`` for drop-in modules.
+"""
+
+__version__ = "0.1.0"
