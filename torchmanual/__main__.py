@@ -1,0 +1,5 @@
+import sys
+
+from torchmanual.cli import main
+
+sys.exit(main())

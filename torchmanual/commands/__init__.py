@@ -1,0 +1,1 @@
+"""Subcommands of the ``torchmanual`` CLI; see ``torchmanual.cli``."""
