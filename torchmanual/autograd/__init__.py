@@ -1,0 +1,11 @@
+"""The Functions: every gate, activation and loss of the slides, with its backward by hand.
+
+``REGISTRY`` maps each Function's name to its entry (sample inputs and torch's own op),
+which is what the gradcheck suite and ``torchmanual gradcheck`` iterate over.
+"""
+
+from torchmanual.autograd import activations, gates, losses  # noqa: F401  (registers)
+from torchmanual.autograd.function import ManualFunction
+from torchmanual.autograd.registry import REGISTRY, Entry, Sample
+
+__all__ = ["REGISTRY", "Entry", "ManualFunction", "Sample"]
