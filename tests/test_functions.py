@@ -104,7 +104,7 @@ def _assert_matches_torch(entry: Entry, sample: Sample, rtol: float, atol: float
             rtol=rtol,
             atol=atol,
             equal_nan=True,
-            msg=lambda m, i=i: (
+            msg=lambda m, i=i, g=g, g_ref=g_ref: (
                 f"{where} gradient of input {i}: {m} "
                 f"(relative error {relative_error(g.nan_to_num(), g_ref.nan_to_num()):.2e})"
             ),

@@ -308,7 +308,7 @@ class Linear(ManualFunction):
     def setup_context(
         ctx: Any, inputs: tuple[Tensor, Tensor, Tensor | None], output: Tensor
     ) -> None:
-        x, weight, bias = inputs
+        x, weight, _ = inputs
         need_x, need_w, _ = ctx.needs_input_grad
         # Only what backward will read: W for dx, x for dW.
         ctx.save_for_backward(x if need_w else None, weight if need_x else None)
