@@ -4,7 +4,7 @@
 which is what the gradcheck suite and ``torchmanual gradcheck`` iterate over.
 """
 
-from torchmanual.autograd import activations, gates, losses  # noqa: F401  (registers)
+from torchmanual.autograd import activations, gates, losses, normalization  # noqa: F401
 from torchmanual.autograd.function import ManualFunction
 from torchmanual.autograd.registry import REGISTRY, Entry, Sample
 
