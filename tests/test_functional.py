@@ -14,11 +14,34 @@ def f64(*shape: int, requires_grad: bool = True) -> torch.Tensor:
 
 
 def test_every_public_name_of_the_design_exists():
-    for name in ("add", "mul", "maximum", "exp", "reciprocal", "scale", "shift", "linear",
-                 "sigmoid", "tanh", "relu", "leaky_relu", "prelu", "elu", "gelu", "silu",
-                 "softplus", "step", "maxout", "mse_loss", "hinge_loss", "logistic_loss",
-                 "multiclass_svm_loss", "cross_entropy", "binary_cross_entropy",
-                 "binary_cross_entropy_with_logits"):
+    for name in (
+        "add",
+        "mul",
+        "maximum",
+        "exp",
+        "reciprocal",
+        "scale",
+        "shift",
+        "linear",
+        "sigmoid",
+        "tanh",
+        "relu",
+        "leaky_relu",
+        "prelu",
+        "elu",
+        "gelu",
+        "silu",
+        "softplus",
+        "step",
+        "maxout",
+        "mse_loss",
+        "hinge_loss",
+        "logistic_loss",
+        "multiclass_svm_loss",
+        "cross_entropy",
+        "binary_cross_entropy",
+        "binary_cross_entropy_with_logits",
+    ):
         assert callable(getattr(F, name)), name
         assert getattr(F, name).__doc__, f"{name} needs a docstring"
 
@@ -101,8 +124,9 @@ def test_cross_entropy_unsupported_options_are_named():
     with pytest.raises(NotImplementedError, match="ignore_index=1"):
         F.cross_entropy(scores, target, ignore_index=1)
     # An ignore_index no target uses changes nothing.
-    torch.testing.assert_close(F.cross_entropy(scores, target, ignore_index=4),
-                               TF.cross_entropy(scores, target))
+    torch.testing.assert_close(
+        F.cross_entropy(scores, target, ignore_index=4), TF.cross_entropy(scores, target)
+    )
 
 
 def test_binary_cross_entropy_needs_probabilities():
@@ -147,7 +171,9 @@ def test_bad_options_name_the_value_and_choices():
 
 
 def test_loss_shape_mismatch_names_shapes():
-    with pytest.raises(ValueError, match=r"target shape \(3, 1\) does not match input shape \(3,\)"):
+    with pytest.raises(
+        ValueError, match=r"target shape \(3, 1\) does not match input shape \(3,\)"
+    ):
         F.mse_loss(f64(3), f64(3, 1))
 
 
@@ -160,8 +186,11 @@ def test_loss_shape_mismatch_names_shapes():
         (F.gelu, TF.gelu, lambda: (f64(4, 3), "tanh")),
         (F.linear, TF.linear, lambda: (f64(4, 3), f64(2, 3), f64(2))),
         (F.cross_entropy, TF.cross_entropy, lambda: (f64(4, 3), torch.tensor([0, 2, 1, 2]))),
-        (F.binary_cross_entropy_with_logits, TF.binary_cross_entropy_with_logits,
-         lambda: (f64(5), torch.rand(5, dtype=torch.float64))),
+        (
+            F.binary_cross_entropy_with_logits,
+            TF.binary_cross_entropy_with_logits,
+            lambda: (f64(5), torch.rand(5, dtype=torch.float64)),
+        ),
     ],
 )
 def test_functional_calls_match_torch_nn_functional(ours, theirs, args):

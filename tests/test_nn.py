@@ -1,5 +1,6 @@
 """torchmanual.nn: drop-in for torch.nn — same init, state_dict, repr, values and gradients."""
 
+import itertools
 from collections import OrderedDict
 
 import pytest
@@ -155,7 +156,7 @@ def test_slide_losses_against_torch_relatives():
 
 def torch_mlp(sizes, act=torch.nn.ReLU):
     layers = OrderedDict()
-    for i, (a, b) in enumerate(zip(sizes, sizes[1:], strict=False), start=1):
+    for i, (a, b) in enumerate(itertools.pairwise(sizes), start=1):
         layers[f"fc{i}"] = torch.nn.Linear(a, b)
         if i < len(sizes) - 1:
             layers[f"act{i}"] = act()
@@ -202,7 +203,8 @@ def test_drop_in_training_changes_no_number():
 
 def test_mlp_options():
     bn = tnn.MLP([4, 8, 8, 2], activation="elu", batch_norm=True, bias=False)
-    assert [n for n, _ in bn.named_children()] == ["fc1", "bn1", "act1", "fc2", "bn2", "act2", "fc3"]
+    names = [n for n, _ in bn.named_children()]
+    assert names == ["fc1", "bn1", "act1", "fc2", "bn2", "act2", "fc3"]
     assert bn.fc1.bias is None and isinstance(bn.act1, tnn.ELU)
     maxout = tnn.MLP([4, 8, 2], activation="maxout")
     assert [n for n, _ in maxout.named_children()] == ["fc1", "fc2"]

@@ -48,8 +48,10 @@ def test_sigmoid_neuron_gate_by_gate():
     assert round(exped.grad.item(), 2) == -0.53  # +1: (1)(-0.53)
     assert round(negated.grad.item(), 2) == -0.20  # exp: (e^-1)(-0.53)
     assert round(dot.grad.item(), 2) == 0.20  # ×(-1): (-1)(-0.20)
-    grads = {name: round(t.grad.item(), 2) for name, t in
-             zip(("w0", "x0", "w1", "x1", "w2"), (w0, x0, w1, x1, w2), strict=True)}
+    grads = {
+        name: round(t.grad.item(), 2)
+        for name, t in zip(("w0", "x0", "w1", "x1", "w2"), (w0, x0, w1, x1, w2), strict=True)
+    }
     assert grads == {"w0": -0.20, "x0": 0.39, "w1": -0.39, "x1": -0.59, "w2": 0.20}
 
 
