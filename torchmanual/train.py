@@ -707,6 +707,7 @@ def fit(
     on_epoch = getattr(monitor, "on_epoch", None)
     bar = tqdm(
         total=max(epochs - start_epoch, 0) * steps_per_epoch,
+        desc=f"epoch {min(start_epoch + 1, epochs)}/{epochs}",
         disable=not (progress and _stderr_is_terminal()),
         file=sys.stderr,
         unit="step",
