@@ -1,6 +1,10 @@
 import pytest
 import torch
 
+# NOTE: the tests use small tensors, where a second intra-op thread costs more than it
+# saves, and on a shared 2-core machine it makes a tiny fit ~10x slower.
+torch.set_num_threads(1)
+
 
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
