@@ -118,6 +118,11 @@ def _plus_minus_one_target(fn: str, scores: Tensor, target: object) -> Tensor:
     if not isinstance(target, Tensor):
         raise TypeError(f"{fn}(): target must be a torch.Tensor, got {type(target).__name__}")
     _same_shape(fn, scores, target)
+    if target.requires_grad:
+        raise NotImplementedError(
+            f"{fn}(): the gradient with respect to target is not defined (target ∈ {{-1, 1}} "
+            "is a label); pass target.detach()"
+        )
     if _checking_values():
         bad = target[(target != 1) & (target != -1)]
         if bad.numel():
