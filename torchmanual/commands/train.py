@@ -1,0 +1,251 @@
+"""``torchmanual train``: an MLP of torchmanual Functions, hand-written SGD, TensorBoard."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from torchmanual import data as datasets
+from torchmanual.init import SCHEMES
+from torchmanual.nn import ACTIVATIONS, MLP, CrossEntropyLoss, MSELoss, MulticlassSVMLoss
+from torchmanual.optim import SGD, param_groups
+from torchmanual.train import CheckpointError, NonFiniteLossError, fit, resolve_device
+
+HELP = "train an MLP on one of the slides' problems (or digits) and log it to TensorBoard"
+
+LOSSES = {"cross_entropy": CrossEntropyLoss, "multiclass_svm": MulticlassSVMLoss, "mse": MSELoss}
+
+# Hyper-parameters per data set, used where the command line does not say otherwise: each
+# gives a good model in seconds on a laptop CPU (measured in tests/test_train_command.py).
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "digits": dict(
+        hidden=[256],
+        lr=0.05,
+        epochs=40,
+        batch_size=32,
+        weight_decay=1e-3,
+        preprocess="standardize",
+        batch_norm=True,
+        schedule="cosine",
+    ),
+    "spiral": dict(hidden=[100, 100], lr=0.1, epochs=60, batch_size=32),
+    "circles": dict(hidden=[4], lr=0.1, epochs=60, batch_size=16),
+    "xor": dict(hidden=[2], lr=0.1, epochs=600, batch_size=4, activation="tanh", init="xavier"),
+    "and": dict(hidden=[], lr=0.5, epochs=100, batch_size=4),
+    "square": dict(hidden=[32, 32], lr=0.05, epochs=100, batch_size=32),
+    "reciprocal": dict(
+        hidden=[32, 32], lr=0.05, epochs=100, batch_size=32, preprocess="standardize"
+    ),
+    "sin": dict(hidden=[32, 32], lr=0.05, epochs=150, batch_size=32, preprocess="standardize"),
+}
+COMMON = dict(
+    activation="relu",
+    init="he",
+    momentum=0.9,
+    weight_decay=0.0,
+    preprocess="none",
+    schedule="constant",
+    batch_norm=False,
+)
+SCHEDULES = ("constant", "cosine")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+    parser.add_argument("--dataset", default="spiral", choices=datasets.DATASETS)
+    parser.add_argument(
+        "--hidden",
+        type=int,
+        nargs="*",
+        metavar="UNITS",
+        help="hidden layer widths (default: per data set; none for a single layer)",
+    )
+    parser.add_argument("--activation", choices=list(ACTIVATIONS), help="default: relu")
+    parser.add_argument("--init", choices=sorted(SCHEMES), help="default: he")
+    parser.add_argument(
+        "--loss",
+        choices=list(LOSSES),
+        help="default: cross_entropy (classification), mse (regression)",
+    )
+    parser.add_argument(
+        "--batch-norm",
+        action=argparse.BooleanOptionalAction,
+        help="BatchNorm1d after each hidden fc (default: per data set)",
+    )
+    parser.add_argument(
+        "--preprocess",
+        choices=datasets.PREPROCESSING,
+        help="fit on the training split, apply to both",
+    )
+    parser.add_argument("--lr", type=float, help="learning rate (default: per data set)")
+    parser.add_argument("--momentum", type=float, help="default: 0.9")
+    parser.add_argument(
+        "--weight-decay", type=float, help="L2 penalty on weights, not biases (the slides' rule)"
+    )
+    parser.add_argument(
+        "--schedule",
+        choices=SCHEDULES,
+        help="learning rate per epoch: constant, or cosine annealing to 0",
+    )
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--epochs", type=int, help="the run's total (also with --resume)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument(
+        "--logdir",
+        default="runs",
+        help="TensorBoard folder; each run writes a subfolder ('none': off)",
+    )
+    parser.add_argument("--every", type=int, default=10, help="log statistics every N steps")
+    parser.add_argument("--checkpoint", type=Path, help="checkpoint file, written each epoch")
+    parser.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The command line over the data set's defaults over the common ones."""
+    settings = {**COMMON, **DEFAULTS[args.dataset]}
+    for key in (
+        "hidden",
+        "activation",
+        "init",
+        "loss",
+        "preprocess",
+        "lr",
+        "momentum",
+        "weight_decay",
+        "schedule",
+        "batch_norm",
+        "batch_size",
+        "epochs",
+    ):
+        value = getattr(args, key)
+        if value is not None:
+            settings[key] = value
+    return settings
+
+
+def _fail(message: str, status: int) -> int:
+    print(f"torchmanual train: error: {message}", file=sys.stderr)
+    return status
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if args.resume and args.checkpoint is None:
+        return _fail("--resume needs --checkpoint PATH", 2)
+    for key in ("lr", "batch_size", "epochs"):
+        if settings[key] <= 0:
+            return _fail(f"--{key.replace('_', '-')} must be positive, got {settings[key]}", 2)
+    try:
+        device = resolve_device(args.device)
+    except (RuntimeError, ValueError) as error:
+        return _fail(str(error), 2)
+
+    problem = datasets.load(args.dataset, seed=args.seed)
+    problem, _ = datasets.preprocess(problem, settings["preprocess"])
+    classification = problem.task == "classification"
+    loss_name = settings.get("loss") or ("cross_entropy" if classification else "mse")
+    if classification == (loss_name == "mse"):
+        valid = "cross_entropy, multiclass_svm" if classification else "mse"
+        return _fail(
+            f"--loss {loss_name} does not fit the {problem.task} data set "
+            f"{args.dataset!r}; choose {valid}",
+            2,
+        )
+
+    torch.manual_seed(args.seed)
+    sizes = [problem.in_features, *settings["hidden"], problem.out_features]
+    model = MLP(
+        sizes,
+        activation=settings["activation"],
+        init=settings["init"],
+        batch_norm=settings["batch_norm"],
+    )
+    optimizer = SGD(
+        param_groups(model, settings["weight_decay"]),
+        lr=settings["lr"],
+        momentum=settings["momentum"],
+    )
+    loss_fn = LOSSES[loss_name]()
+    scheduler = None
+    if settings["schedule"] == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings["epochs"])
+
+    logdir = None
+    monitor = None
+    if args.logdir.lower() != "none":
+        run_name = f"{args.dataset}-{settings['activation']}-{settings['init']}-s{args.seed}"
+        logdir = str(Path(args.logdir) / run_name)
+        from torchmanual.monitor import ActivationStats
+
+        hparams = {
+            k: (",".join(map(str, v)) if isinstance(v, list) else v)
+            for k, v in {**settings, "loss": loss_name, "seed": args.seed}.items()
+        }
+        try:
+            monitor = ActivationStats(model, logdir, every=args.every, hparams=hparams)
+        except (OSError, ValueError) as error:
+            return _fail(f"cannot log to {logdir}: {error}", 1)
+
+    start = time.perf_counter()
+    try:
+        if monitor is not None:
+            with monitor:
+                history = _fit(
+                    args, settings, model, loss_fn, optimizer, scheduler, problem, device, monitor
+                )
+        else:
+            history = _fit(
+                args, settings, model, loss_fn, optimizer, scheduler, problem, device, None
+            )
+    except CheckpointError as error:
+        return _fail(str(error).splitlines()[0], 1)
+    except NonFiniteLossError as error:
+        return _fail(str(error), 1)
+    seconds = time.perf_counter() - start
+
+    result = {
+        "dataset": args.dataset,
+        "task": problem.task,
+        "epochs": history.epochs,
+        "train_loss": history.train_loss[-1] if history.train_loss else None,
+        "test_loss": history.test_loss[-1] if history.test_loss else None,
+        "seconds": round(seconds, 3),
+        "logdir": logdir,
+        "device": str(device),
+    }
+    if classification:
+        result["test_accuracy"] = history.test_accuracy[-1] if history.test_accuracy else None
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:>14}: {value:.6g}" if isinstance(value, float) else f"{key:>14}: {value}")
+    return 0
+
+
+def _fit(args, settings, model, loss_fn, optimizer, scheduler, problem, device, monitor):
+    return fit(
+        model,
+        loss_fn,
+        optimizer,
+        problem.train,
+        problem.test,
+        epochs=settings["epochs"],
+        batch_size=settings["batch_size"],
+        device=device,
+        monitor=monitor,
+        checkpoint=args.checkpoint,
+        resume=args.resume,
+        progress=not (args.quiet or args.json),
+        seed=args.seed,
+        scheduler=scheduler,
+    )
