@@ -77,19 +77,20 @@ def _classify(module: nn.Module) -> tuple[str | None, tuple[float, float] | None
 
 
 def _histogram(x: Tensor, bins: int = HISTOGRAM_BINS) -> tuple[Tensor, Tensor]:
-    """Equal-width histogram of ``x`` computed on x's device without a host sync.
+    """Equal-width histogram of ``x``, computed on x's device without a host sync.
 
     Returns ``(counts, stats)``: int64 counts of shape (bins,) and float32
-    ``[min, max, sum, sum_of_squares]``. torch.histc would need the range as Python floats
-    (a device sync on CUDA), so the bucket index is computed from the on-device min/max.
+    ``[min, max, sum, sum_of_squares]``. torch.histc needs the range as Python floats (a sync
+    on CUDA, and it measured 5x slower on CPU), bincount syncs on CUDA to size its output, so
+    the bucket index is computed from the on-device min/max and counted with index_add_.
     """
     x = x.reshape(-1)
     lo, hi = torch.aminmax(x)
     # A constant tensor has hi == lo; every value then lands in bucket 0.
     scale = bins / (hi - lo).clamp_min(torch.finfo(x.dtype).tiny)
-    index = ((x - lo) * scale).long().clamp_(0, bins - 1)
-    counts = torch.zeros(bins, dtype=torch.int64, device=x.device)
-    counts.scatter_add_(0, index, torch.ones_like(index))
+    index = torch.addcmul(-lo * scale, x, scale).to(torch.int32).clamp_(0, bins - 1)
+    ones = torch.ones((), dtype=torch.int64, device=x.device).expand(index.numel())
+    counts = torch.zeros(bins, dtype=torch.int64, device=x.device).index_add_(0, index, ones)
     stats = torch.stack([lo, hi, x.sum(), torch.dot(x, x)]).float()
     return counts, stats
 
@@ -101,16 +102,43 @@ def _float(x: Tensor) -> Tensor:
 
 
 def _gather(tensors: list[Tensor]) -> list[Any]:
-    """Read a list of same-shaped tensors back to Python with one transfer per device."""
+    """Read same-dtype tensors back to Python with one transfer per device.
+
+    A 0-d tensor becomes a number, a 1-d tensor a list.
+    """
     out: list[Any] = [None] * len(tensors)
     by_device: dict[torch.device, list[int]] = {}
     for i, t in enumerate(tensors):
         by_device.setdefault(t.device, []).append(i)
     for indices in by_device.values():
-        values = torch.stack([tensors[i] for i in indices]).tolist()
-        for i, v in zip(indices, values, strict=True):
-            out[i] = v
+        flat = torch.cat([tensors[i].reshape(-1) for i in indices]).tolist()
+        start = 0
+        for i in indices:
+            n = tensors[i].numel()
+            out[i] = flat[start] if tensors[i].dim() == 0 else flat[start : start + n]
+            start += n
     return out
+
+
+def _histogram_proto(
+    counts: list[int], lo: float, hi: float, total: float, squares: float
+) -> Any | None:
+    """TensorBoard's HistogramProto from equal-width counts; None if the range is not finite."""
+    from tensorboard.compat.proto.summary_pb2 import HistogramProto
+
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return None  # NaN/inf values: the mean/std scalars already show the problem
+    num = sum(counts)
+    if hi <= lo:
+        limits, counts = [hi], [num]
+    else:
+        # bucket_limit holds right edges; TensorBoard takes the first left edge from min.
+        width = (hi - lo) / len(counts)
+        limits = [lo + width * (i + 1) for i in range(len(counts))]
+        limits[-1] = hi
+    return HistogramProto(
+        min=lo, max=hi, num=num, sum=total, sum_squares=squares, bucket_limit=limits, bucket=counts
+    )
 
 
 def _hparam_value(value: Any) -> bool | int | float | str:
@@ -285,7 +313,10 @@ class ActivationStats:
         self, name: str, kind: str | None, bounds: tuple[float, float] | None, output: Tensor
     ) -> None:
         y = _float(output)
-        std, mean = torch.std_mean(y, correction=0)  # population std, as np.std in the slides
+        # Population std (np.std, as in the slides) by the two-pass formula: as robust as
+        # torch.std_mean and, measured on CPU, 15-30x faster (std_mean's Welford loop is slow).
+        mean = y.mean()
+        std = torch.linalg.vector_norm(y - mean) / math.sqrt(y.numel())
         stats = {"mean": mean, "std": std}
         if kind == "saturating" and bounds is not None:
             lo, hi = bounds
@@ -403,50 +434,41 @@ class ActivationStats:
                     hist_tags.append(f"gradients/{name}")
                     hists.append(_histogram(g))
 
-        # The only host reads of the step: one per device for scalars, one for histograms.
-        scalars = _gather([v.float() for v in values])
-        for tag, value in zip(tags, scalars, strict=True):
-            self.writer.add_scalar(tag, value, step)
-        if hists:
-            counts = _gather([c for c, _ in hists])
-            stats = _gather([s for _, s in hists])
-            for tag, bucket_counts, (lo, hi, total, squares) in zip(
-                hist_tags, counts, stats, strict=True
-            ):
-                self._write_histogram(tag, bucket_counts, lo, hi, total, squares, step)
-        if optimizer is not None:
-            self._log_lr(optimizer, step)
+        # The only host reads of the step: one per device for the floats (scalars and the
+        # histograms' min/max/sum/sum of squares), one for the histogram counts.
+        floats = _gather([v.float() for v in values] + [s for _, s in hists])
+        counts = _gather([c for c, _ in hists]) if hists else []
+        scalars = list(zip(tags, floats[: len(tags)], strict=True))
+        if optimizer is not None and getattr(optimizer, "param_groups", None):
+            scalars.append(("lr", float(optimizer.param_groups[0]["lr"])))
+            self._last_lr_step = step
+        histos = []
+        for tag, bucket_counts, stats in zip(hist_tags, counts, floats[len(tags) :], strict=True):
+            histo = _histogram_proto(bucket_counts, *stats)
+            if histo is not None:
+                histos.append((tag, histo))
+        self._emit(scalars, histos, step)
 
-    def _write_histogram(
-        self,
-        tag: str,
-        counts: list[int],
-        lo: float,
-        hi: float,
-        total: float,
-        squares: float,
-        step: int,
+    def _emit(
+        self, scalars: list[tuple[str, float]], histos: list[tuple[str, Any]], step: int
     ) -> None:
-        if not (math.isfinite(lo) and math.isfinite(hi)):
-            return  # NaN/inf values: the mean/std scalars already show the problem
-        num = sum(counts)
-        if hi <= lo:
-            limits, counts = [hi], [num]
-        else:
-            width = (hi - lo) / len(counts)
-            limits = [lo + width * (i + 1) for i in range(len(counts))]
-            limits[-1] = hi
-        self.writer.add_histogram_raw(
-            tag,
-            min=lo,
-            max=hi,
-            num=num,
-            sum=total,
-            sum_squares=squares,
-            bucket_limits=limits,
-            bucket_counts=counts,
-            global_step=step,
-        )
+        """Write a logged step's values as ONE event: per-value add_scalar calls each queue an
+        event for the writer thread and cost ~0.5 ms apiece in lock contention."""
+        get_file_writer = getattr(self.writer, "_get_file_writer", None)
+        if get_file_writer is None:  # not torch's SummaryWriter: use only the public API
+            for tag, value in scalars:
+                self.writer.add_scalar(tag, value, step)
+            for tag, h in histos:
+                self.writer.add_histogram_raw(
+                    tag, h.min, h.max, h.num, h.sum, h.sum_squares,
+                    list(h.bucket_limit), list(h.bucket), global_step=step,
+                )  # fmt: skip
+            return
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        values = [Summary.Value(tag=tag, simple_value=value) for tag, value in scalars]
+        values += [Summary.Value(tag=tag, histo=h) for tag, h in histos]
+        get_file_writer().add_summary(Summary(value=values), step)
 
     def _write_hparams(self) -> None:
         from torch.utils.tensorboard.summary import hparams as hparams_summary
