@@ -136,7 +136,8 @@ def test_logged_values_equal_a_direct_computation(tmp_path):
     model = make_mlp()
     with torch.no_grad():
         model.fc1.weight.mul_(4.0)  # so that part of the tanh layer saturates
-        model.fc2.bias.copy_(torch.tensor([-50.0] * 3 + [50.0] * 5))  # exactly 3/8 dead
+        # 3 units always off (dead), 3 always on, 2 on for some samples only: 3/8 dead
+        model.fc2.bias.copy_(torch.tensor([-50.0] * 3 + [50.0] * 3 + [0.0] * 2))
     x = torch.randn(32, 6, generator=torch.Generator().manual_seed(3))
     target = torch.randint(0, 3, (32,), generator=torch.Generator().manual_seed(4))
 
@@ -173,6 +174,8 @@ def test_logged_values_equal_a_direct_computation(tmp_path):
     saturated = (tanh.abs() >= 0.99).float().mean().item()
     assert 0 < saturated < 1
     assert value(acc, "activations/act1/saturated", 7) == pytest.approx(saturated)
+    on_fraction = (outputs["act2"] > 0).float().mean(dim=0)
+    assert ((on_fraction > 0) & (on_fraction < 1)).sum() == 2  # the mixed units are alive
     assert value(acc, "activations/act2/dead", 7) == pytest.approx(3 / 8)
     assert value(acc, "loss/train", 7) == pytest.approx(loss.item())
 
