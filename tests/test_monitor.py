@@ -219,6 +219,21 @@ def test_torchmanual_classes_are_recognised_by_name(tmp_path):
     assert "activations/act2/dead" in tags and "activations/act2/saturated" not in tags
 
 
+def test_logged_steps_are_multiples_of_every_whatever_the_first_step_number(tmp_path):
+    model = make_mlp()
+    x = torch.randn(4, 6)
+    with ActivationStats(model, tmp_path, every=4, gradients=False) as monitor:
+        for step in range(1, 11):  # torchmanual.train.fit counts from 1
+            model(x)
+            monitor.on_step(step, 1.0, None)
+        # numbers that jump (a resume) and then skip: multiples of 4 where the stride allows,
+        # and never more than 4 calls without a log (100 was not predicted; 103 is the 4th)
+        for step in range(100, 130, 3):
+            model(x)
+            monitor.on_step(step, 1.0, None)
+    assert steps_of(read(tmp_path), "activations/fc1/mean") == [1, 4, 8, 103, 112, 124]
+
+
 def test_manual_step_counts_and_options(tmp_path):
     model = make_mlp()
     with ActivationStats(model, tmp_path, every=2, histograms=False, gradients=False) as monitor:
@@ -450,3 +465,30 @@ def test_tensorboard_server_serves_the_run(tmp_path):
     for param in PARAMS:
         assert f"gradients/{param}" in histograms
         assert f"gradients/{param}/norm" in scalars
+
+
+# ---------------------------------------------------------------------------- the real thing
+def test_with_torchmanual_mlp_and_fit(tmp_path):
+    """torchmanual.nn.MLP's classes are recognised by name, and fit drives the protocol."""
+    tnn = pytest.importorskip("torchmanual.nn")
+    training = pytest.importorskip("torchmanual.train")
+    if not (hasattr(tnn, "MLP") and hasattr(training, "fit")):
+        pytest.skip("torchmanual.nn.MLP or torchmanual.train.fit not written yet")
+    torch.manual_seed(0)
+    model = tnn.MLP([2, 8, 8, 3], activation="relu")
+    x = torch.randn(64, 2)
+    data = torch.utils.data.TensorDataset(x, (x[:, 0] > 0).long() + (x[:, 1] > 0).long())
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with ActivationStats(model, tmp_path, every=3, hparams={"lr": 0.1}) as monitor:
+        training.fit(
+            model, nn.CrossEntropyLoss(), opt, data, data, epochs=2, batch_size=16,
+            monitor=monitor, progress=False, seed=0,
+        )  # fmt: skip
+    acc = read(tmp_path)
+    tags = set(acc.Tags()["scalars"])
+    assert monitor.layer_names == LAYERS
+    assert {"activations/act1/dead", "activations/act2/dead"} <= tags
+    assert not any(t.endswith("/saturated") for t in tags)
+    assert steps_of(acc, "activations/fc1/mean") == [1, 3, 6]  # fit counts steps from 1
+    assert steps_of(acc, "accuracy/test") == [4, 8]  # 4 steps per epoch
+    assert {f"gradients/{p}" for p in PARAMS} <= set(acc.Tags()["histograms"])

@@ -162,9 +162,10 @@ class ActivationStats:
     step it computes its statistics with a few fused ops and keeps them on the model's device
     until the step is written, when everything is read back with one transfer per device.
     The statistics of a logged step are those of the last forward pass before
-    :meth:`on_step`/:meth:`step` is called, gradients are read from ``param.grad`` at that
-    moment, and the first call of each ``every`` steps is logged (the 1st, the
-    ``every + 1``-th, ...).
+    :meth:`on_step`/:meth:`step` is called; gradients are read from ``param.grad`` at that
+    moment. Logged are the first step and then every step whose number is a multiple of
+    ``every`` (50, 100, ... whether the loop counts from 0 or, like ``fit``, from 1); if the
+    loop's step numbers skip, at least every ``every``-th call is logged.
 
     Args:
         model: the module to watch (e.g. a ``torchmanual.nn.MLP`` or a ``torch.nn.Sequential``).
@@ -216,11 +217,11 @@ class ActivationStats:
         self.hparams = dict(hparams) if hparams is not None else None
         self.writer, self._owns_writer = self._open_writer(writer_or_logdir)
 
-        # Internal step counter: how many steps have been completed. It, not the step label
-        # the fit loop passes, decides what is logged, because the hooks fire before the
-        # label of the current step is known.
-        self._count = 0
-        self._recording = True  # step 0 is logged; this is the flag every hook tests
+        # The hooks fire before the step's number is known, so whether a step is logged is
+        # decided at the end of the previous one, predicting its number from the last stride.
+        self._count = 0  # calls so far (the step number of monitor.step())
+        self._since_logged = 0  # calls since the last logged one
+        self._recording = True  # log the first step; this is the flag every hook tests
         self._last_step: int | None = None
         self._last_lr_step: int | None = None
         self._optimizer: torch.optim.Optimizer | None = None
@@ -342,7 +343,7 @@ class ActivationStats:
 
     # ------------------------------------------------------------------ protocol
     def on_step(self, step: int, loss: Tensor | float | None, optimizer: Any = None) -> None:
-        """Called by the fit loop after each optimizer step; logs every ``every``-th call.
+        """Called by the fit loop after each optimizer step; logs every ``every`` steps.
 
         ``step`` is the global step used as TensorBoard's x-axis; ``loss`` the step's loss;
         ``optimizer`` supplies the learning rates for ``lr`` and the update ratios.
@@ -356,14 +357,19 @@ class ActivationStats:
             finally:
                 self._act_stats.clear()
                 self._act_hists.clear()
-        self._last_step = int(step)
+            self._since_logged = 0
+        previous, self._last_step = self._last_step, int(step)
+        stride = self._last_step - previous if previous is not None else 1
+        upcoming = self._last_step + (stride if stride > 0 else 1)
         self._count += 1
-        self._recording = self._count % self.every == 0
+        self._since_logged += 1
+        self._recording = upcoming % self.every == 0 or self._since_logged >= self.every
 
     def step(self, loss: Tensor | float | None = None, optimizer: Any = None) -> None:
         """Advance the step counter in a hand-written loop (call after ``optimizer.step()``).
 
-        Same as ``on_step(n, loss, optimizer)`` with ``n`` the number of steps so far.
+        Same as ``on_step(n, loss, optimizer)`` with ``n`` the number of steps before this
+        one, so steps 0, every, 2·every, ... are logged.
         """
         self.on_step(self._count, loss, optimizer)
 
