@@ -422,8 +422,8 @@ def _get_json(url: str):
 def test_tensorboard_server_serves_the_run(tmp_path):
     logdir = tmp_path / "logs"
     model = make_mlp()
-    with ActivationStats(model, logdir / "mlp", every=2) as monitor:
-        train(model, monitor, steps=4)
+    with ActivationStats(model, logdir / "mlp", every=2, hparams={"lr": 0.1}) as monitor:
+        train(model, monitor, steps=4, epoch_every=4)
 
     port = _free_port()
     log = (tmp_path / "tensorboard.log").open("w")
@@ -434,7 +434,7 @@ def test_tensorboard_server_serves_the_run(tmp_path):
         stderr=subprocess.STDOUT,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}/data/plugin"
-    scalars = histograms = {}
+    scalars = histograms = layout = plugins = {}
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -446,6 +446,8 @@ def test_tensorboard_server_serves_the_run(tmp_path):
             except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError):
                 pass  # not listening yet
             if "activations/fc3/std" in scalars and "gradients/fc3.bias" in histograms:
+                layout = _get_json(f"{base}/custom_scalars/layout")
+                plugins = _get_json(f"http://127.0.0.1:{port}/data/plugins_listing")
                 break
             time.sleep(0.25)
     finally:
@@ -465,6 +467,9 @@ def test_tensorboard_server_serves_the_run(tmp_path):
     for param in PARAMS:
         assert f"gradients/{param}" in histograms
         assert f"gradients/{param}/norm" in scalars
+    charts = {c["title"] for category in layout["category"] for c in category["chart"]}
+    assert {"layer mean", "layer std", "gradient norm"} <= charts
+    assert plugins["hparams"]["enabled"] and plugins["custom_scalars"]["enabled"]
 
 
 # ---------------------------------------------------------------------------- the real thing
