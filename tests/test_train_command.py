@@ -8,7 +8,17 @@ import torch
 from torchmanual.cli import main
 from torchmanual.commands.train import DEFAULTS
 
-KEYS = {"dataset", "task", "epochs", "train_loss", "test_loss", "seconds", "logdir", "device"}
+KEYS = {
+    "dataset",
+    "task",
+    "epochs",
+    "train_loss",
+    "test_loss",
+    "seconds",
+    "logdir",
+    "device",
+    "world_size",
+}
 
 
 def train(capsys, *args: str) -> dict:
@@ -23,6 +33,7 @@ def test_xor_with_the_slides_two_hidden_units(capsys):
     assert DEFAULTS["xor"]["hidden"] == [2]
     assert set(result) == KEYS | {"test_accuracy"}
     assert result["task"] == "classification" and result["device"] == "cpu"
+    assert result["world_size"] == 1
     assert result["test_accuracy"] == 1.0
     assert result["logdir"] is None
 

@@ -37,6 +37,22 @@ killed at any moment leaves the previous complete checkpoint. ``epochs`` is the 
 ``resume=True`` with the same arguments continues from the checkpoint's epoch to ``epochs``
 and ends, on CPU, bit for bit where an uninterrupted run would have.
 
+Distributed training
+--------------------
+When a ``torch.distributed`` process group is initialised (torchrun, or the caller's own
+``init_process_group``), ``fit`` trains data-parallel: it wraps ``model`` in
+``DistributedDataParallel`` (unless it already is one), and ``batch_size`` is the *global*
+batch. Every rank draws the same shuffle and keeps every ``world_size``-th sample of each
+global batch (``DistributedSampler``'s interleaving, without its padding); a rank's mean
+loss is weighted by its share, so the all-reduced gradient is exactly the global batch's and
+``N`` ranks take the steps one process would (to float rounding). The logged loss is the
+global batch's, the same on every rank, so a non-finite loss stops every rank at the same
+step. Only rank 0 shows progress, calls the monitor and writes checkpoints (the bare
+model's ``state_dict``, so a checkpoint resumes in any world size); on resume rank 0 reads
+the file and broadcasts it. Each rank evaluates the whole test split with rank 0's buffers.
+BatchNorm normalises with each rank's own batch statistics, as ``torch.nn.BatchNorm1d``
+does under DDP.
+
 >>> import torch
 >>> from torchmanual import data
 >>> xor = data.xor()
@@ -55,6 +71,7 @@ import contextlib
 import math
 import os
 import pickle
+import re
 import sys
 import time
 import uuid
@@ -65,8 +82,17 @@ from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import torch
+import torch.distributed as dist
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    Dataset,
+    RandomSampler,
+    SequentialSampler,
+    TensorDataset,
+)
 from tqdm import tqdm
 
 __all__ = [
@@ -271,11 +297,18 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         state = torch.load(path, weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as error:
-        if "weights only" in str(error).lower():
+        refused = re.search(r"GLOBAL\s+([\w.]+)", str(error))
+        if refused is not None:
+            # A pickle that imports a Python object: foreign at best, malicious at worst.
+            # weights_only refused it before anything in the file ran.
             raise CheckpointError(
                 path,
-                "not a torchmanual checkpoint: it holds Python objects that "
-                "torch.load(weights_only=True) refuses to load",
+                f"not a torchmanual checkpoint: it holds Python objects ({refused.group(1)}) "
+                "that torch.load(weights_only=True) refuses to load; nothing in it was run",
+            ) from error
+        if "weights only" in str(error).lower() or "weightsunpickler" in str(error).lower():
+            raise CheckpointError(
+                path, "corrupt or truncated file (not a pickle weights_only can read)"
             ) from error
         raise CheckpointError(path, f"corrupt file ({_first_line(error)})") from error
     except PermissionError as error:
@@ -379,6 +412,29 @@ def _batches(
     generator: torch.Generator | None,
 ) -> Iterator[tuple[Tensor, Tensor]]:
     """Minibatches on ``device``, shuffled by ``generator`` (None: in order)."""
+    for xb, yb, _, _ in _shards(dataset, tensors, batch_size, device, generator, 0, 1):
+        yield xb, yb
+
+
+def _shards(
+    dataset: DatasetLike,
+    tensors: tuple[Tensor, Tensor] | None,
+    batch_size: int,
+    device: torch.device,
+    generator: torch.Generator | None,
+    rank: int,
+    world_size: int,
+) -> Iterator[tuple[Tensor, Tensor, int, int]]:
+    """``(inputs, targets, local_n, global_n)``: this rank's share of every global batch.
+
+    Every rank draws the same global minibatches of ``batch_size`` (the same shuffle: the
+    generators are seeded alike) and keeps positions ``rank, rank + world_size, ...`` of
+    each, as ``DistributedSampler`` interleaves; so ``world_size`` ranks together see
+    exactly the batches one process sees. A rank whose share of a short last batch is
+    empty gets the whole global batch with ``local_n == 0``: it still runs forward and
+    backward (DDP needs every rank in the gradient all-reduce) with a zero loss weight.
+    With ``world_size == 1`` these are the single-process minibatches.
+    """
     if tensors is not None:
         x, y = tensors
         n = x.shape[0]
@@ -386,17 +442,55 @@ def _batches(
         # minibatches a DataLoader(shuffle=True) gives, without per-sample collation.
         order = torch.randperm(n, generator=generator) if generator is not None else None
         for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            local_n = len(range(start + rank, stop, world_size))
+            step = world_size if local_n else 1
+            first = start + rank if local_n else start
             if order is None:
-                index = slice(start, start + batch_size)
+                index: slice | Tensor = slice(first, stop, step)
             else:
-                index = order[start : start + batch_size].to(x.device)
-            yield x[index], y[index]
+                index = order[first:stop:step].to(x.device)
+            yield x[index], y[index], local_n, stop - start
         return
-    loader = DataLoader(
-        dataset, batch_size=batch_size, shuffle=generator is not None, generator=generator
+    if world_size == 1:
+        loader = DataLoader(
+            dataset, batch_size=batch_size, shuffle=generator is not None, generator=generator
+        )
+        for xb, yb in loader:
+            n_batch = xb.shape[0]
+            xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+            yield xb, yb, n_batch, n_batch
+        return
+    # NOTE: the single-process loader's own sampler and generator draws (its iterator takes
+    # a base seed from the generator, then RandomSampler a permutation), so a sharded run
+    # shuffles exactly as a single one.
+    sampler = (
+        RandomSampler(dataset, generator=generator)
+        if generator is not None
+        else SequentialSampler(dataset)
     )
+    sizes: list[tuple[int, int]] = []
+
+    def shards() -> Iterator[list[int]]:
+        for batch in BatchSampler(sampler, batch_size, drop_last=False):
+            mine = batch[rank::world_size]
+            sizes.append((len(mine), len(batch)))
+            yield mine or batch
+
+    loader = DataLoader(dataset, batch_sampler=_Reiterable(shards), generator=generator)
     for xb, yb in loader:
-        yield xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+        local_n, global_n = sizes.pop(0)
+        yield xb.to(device, non_blocking=True), yb.to(device, non_blocking=True), local_n, global_n
+
+
+class _Reiterable:
+    """An iterable (what ``batch_sampler`` takes) over a generator function's output."""
+
+    def __init__(self, make: Callable[[], Iterator[list[int]]]) -> None:
+        self.make = make
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return self.make()
 
 
 def _sample_targets(dataset: DatasetLike, tensors: tuple[Tensor, Tensor] | None) -> Tensor:
@@ -560,9 +654,16 @@ def _resume(
     generator: torch.Generator,
     batch_size: int,
     seed: int,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> tuple[History, int]:
-    """Load ``path`` into the training state; return the history so far and its epoch."""
-    state = load_checkpoint(path)
+    """Load ``path`` into the training state; return the history so far and its epoch.
+
+    In a process group only rank 0 reads the file, and every rank gets rank 0's state (or
+    its error) by broadcast: the ranks resume from one and the same checkpoint, which only
+    rank 0's machine needs to hold.
+    """
+    state = _load_on_rank0(path, rank, world_size)
     _restore(path, state, model, optimizer, scheduler, generator)
     try:
         history = History.from_dict(state["history"])
@@ -571,13 +672,100 @@ def _resume(
     history.step = state["step"]
     config = state.get("config", {})
     for name, value in (("batch_size", batch_size), ("seed", seed)):
-        if name in config and config[name] != value:
+        if rank == 0 and name in config and config[name] != value:
             warnings.warn(
                 f"resuming {path} with {name}={value}, but it was written with "
                 f"{name}={config[name]}; the run will differ from an uninterrupted one",
                 stacklevel=3,
             )
     return history, state["epoch"]
+
+
+# --- distributed -----------------------------------------------------------------------------
+
+
+def _process_group(distributed: bool | None) -> tuple[int, int]:
+    """``(rank, world_size)`` of the default process group fit trains in; ``(0, 1)`` alone."""
+    initialised = dist.is_available() and dist.is_initialized()
+    if distributed is None:
+        distributed = initialised
+    if not distributed:
+        return 0, 1
+    if not initialised:
+        raise ValueError(
+            "distributed=True needs an initialised process group; call "
+            "torch.distributed.init_process_group() first (torchrun provides its environment)"
+        )
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The module a ``DistributedDataParallel`` wraps (what checkpoints and evaluation use)."""
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+def _broadcast_from_rank0(value: Any) -> Any:
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def _load_on_rank0(path: Path, rank: int, world_size: int) -> dict[str, Any]:
+    if world_size == 1:
+        return load_checkpoint(path)
+    outcome: tuple[str, Any] | None = None
+    if rank == 0:
+        try:
+            outcome = ("state", load_checkpoint(path))
+        except CheckpointError as error:
+            outcome = ("error", error.reason)
+    kind, value = _broadcast_from_rank0(outcome)
+    if kind == "error":
+        raise CheckpointError(path, value)
+    return value
+
+
+def _save_on_rank0(
+    path: Path, state: Callable[[], dict[str, Any]], rank: int, world_size: int
+) -> None:
+    """Rank 0 writes the checkpoint; every rank learns whether it did (and fails if not)."""
+    failure: BaseException | None = None
+    if rank == 0:
+        try:
+            save_checkpoint(path, state())
+        except Exception as error:
+            failure = error
+    if world_size > 1:
+        reason = _broadcast_from_rank0(None if failure is None else _describe(failure))
+        if reason is not None and rank != 0:
+            raise RuntimeError(f"rank 0 could not write the checkpoint {path}: {reason}")
+    if failure is not None:
+        raise failure
+
+
+def _data_parallel(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """``model`` as given if it is already a ``DistributedDataParallel``, else wrapped in one."""
+    if isinstance(model, DistributedDataParallel):
+        return model
+    return DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+
+
+def _global_mean(loss: Tensor, local_n: int, global_n: int, device: torch.device) -> float:
+    """The mean of per-rank mean losses weighted by their shares, summed over the ranks."""
+    if local_n:
+        total = loss.detach().to(torch.float64) * local_n
+    else:
+        total = torch.zeros((), dtype=torch.float64, device=device)
+    dist.all_reduce(total)
+    return total.item() / global_n
+
+
+def _sync_buffers(module: torch.nn.Module) -> None:
+    # NOTE: DDP broadcasts rank 0's buffers (BatchNorm's running statistics) before each
+    # forward, so after an epoch's last step every rank holds its own; evaluation and the
+    # checkpoint use rank 0's, as the next forward would.
+    for buffer in module.buffers():
+        dist.broadcast(buffer, 0)
 
 
 def _scheduler_step(scheduler: Any, history: History) -> None:
@@ -618,6 +806,7 @@ def fit(
     seed: int = 0,
     scheduler: Any = None,
     task: str | None = None,
+    distributed: bool | None = None,
 ) -> History:
     """Train ``model`` with minibatch SGD for ``epochs`` epochs; return the :class:`History`.
 
@@ -645,6 +834,10 @@ def fit(
         progress: show a tqdm bar on stderr (only when stderr is a terminal).
         task: ``'classification'`` or ``'regression'``; ``None`` detects it from the
             targets (integer → classification).
+        distributed: ``None`` (default): data-parallel when a ``torch.distributed``
+            process group is initialised; ``True`` requires one, ``False`` ignores it.
+            Then ``batch_size`` is the global batch: each rank trains on its share of it
+            (see "Distributed training" in the module docstring).
 
     Raises:
         CheckpointError: ``resume`` with a missing, corrupt or foreign checkpoint, or one
@@ -670,6 +863,9 @@ def fit(
         raise ValueError("resume=True needs checkpoint=PATH to resume from")
     device = resolve_device(device)
     checkpoint_path = Path(checkpoint) if checkpoint is not None else None
+    rank, world_size = _process_group(distributed)
+    if world_size > 1 and device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
 
     train_tensors = _as_tensors(train, "train")
     test_tensors = _as_tensors(test, "test") if test is not None else None
@@ -686,6 +882,10 @@ def fit(
     model.to(device)
     if isinstance(loss_fn, torch.nn.Module):
         loss_fn.to(device)
+    # ``net`` is what trains (DDP all-reduces its gradients); ``module`` is what is saved,
+    # restored and evaluated, so a checkpoint fits the bare model in any world size.
+    net = _data_parallel(model, device) if world_size > 1 else model
+    module = _unwrap(model)
     generator = torch.Generator().manual_seed(seed)
     history = History(task=kind)
     start_epoch = 0
@@ -693,7 +893,15 @@ def fit(
     if resume:
         assert checkpoint_path is not None
         history, start_epoch = _resume(
-            checkpoint_path, model, optimizer, scheduler, generator, batch_size, seed
+            checkpoint_path,
+            module,
+            optimizer,
+            scheduler,
+            generator,
+            batch_size,
+            seed,
+            rank,
+            world_size,
         )
 
     # Only a checkpoint this run resumed from or wrote is known to be good.
@@ -703,29 +911,41 @@ def fit(
         if train_tensors is not None
         else math.ceil(len(train) / batch_size)
     )
-    on_step = getattr(monitor, "on_step", None)
-    on_epoch = getattr(monitor, "on_epoch", None)
+    # Progress, the monitor and checkpoints are rank 0's business.
+    on_step = getattr(monitor, "on_step", None) if rank == 0 else None
+    on_epoch = getattr(monitor, "on_epoch", None) if rank == 0 else None
     bar = tqdm(
         total=max(epochs - start_epoch, 0) * steps_per_epoch,
         desc=f"epoch {min(start_epoch + 1, epochs)}/{epochs}",
-        disable=not (progress and _stderr_is_terminal()),
+        disable=not (progress and rank == 0 and _stderr_is_terminal()),
         file=sys.stderr,
         unit="step",
         leave=True,
         dynamic_ncols=True,
     )
     try:
-        with _mode(model, True):
+        with _mode(net, True):
             for epoch in range(start_epoch + 1, epochs + 1):
                 bar.set_description(f"epoch {epoch}/{epochs}", refresh=False)
                 began = time.perf_counter()
                 loss_sum, seen = 0.0, 0
-                for xb, yb in _batches(train, train_tensors, batch_size, device, generator):
-                    output = model(xb)
+                for xb, yb, local_n, global_n in _shards(
+                    train, train_tensors, batch_size, device, generator, rank, world_size
+                ):
+                    output = net(xb)
                     loss = loss_fn(output, yb)
                     # One host sync per step: it is what lets a bad step be refused before it
                     # touches the weights, and the progress bar needs the number anyway.
-                    value = loss.item()
+                    if world_size == 1:
+                        value = loss.item()
+                    else:
+                        # The global batch's mean loss, the same number on every rank, so
+                        # every rank refuses a non-finite step together.
+                        value = _global_mean(loss, local_n, global_n, device)
+                        if local_n * world_size != global_n:
+                            # DDP averages gradients over ranks: weigh each rank's mean by
+                            # its share so the average is the global batch's mean gradient.
+                            loss = loss * (local_n * world_size / global_n)
                     if not math.isfinite(value):
                         raise NonFiniteLossError(
                             epoch,
@@ -738,16 +958,18 @@ def fit(
                     loss.backward()
                     optimizer.step()
                     history.step += 1
-                    loss_sum += value * xb.shape[0]
-                    seen += xb.shape[0]
+                    loss_sum += value * global_n
+                    seen += global_n
                     if on_step is not None:
                         on_step(history.step, value, optimizer)
                     bar.update()
                     bar.set_postfix(_postfix(loss_sum / seen, history), refresh=False)
 
+                if world_size > 1:
+                    _sync_buffers(module)
                 if test is not None:
                     test_loss, accuracy = _evaluate(
-                        model, loss_fn, test, test_tensors, kind, device
+                        module, loss_fn, test, test_tensors, kind, device
                     )
                 else:
                     test_loss, accuracy = None, None
@@ -761,18 +983,20 @@ def fit(
                 if scheduler is not None:
                     _scheduler_step(scheduler, history)
                 if checkpoint_path is not None:
-                    save_checkpoint(
+                    _save_on_rank0(
                         checkpoint_path,
-                        {
+                        lambda epoch=epoch: {
                             "epoch": epoch,
                             "step": history.step,
-                            "model": model.state_dict(),
+                            "model": module.state_dict(),
                             "optimizer": optimizer.state_dict(),
                             "scheduler": scheduler.state_dict() if scheduler is not None else None,
                             "rng": _rng_state(generator, device),
                             "history": history.to_dict(),
                             "config": {"epochs": epochs, "batch_size": batch_size, "seed": seed},
                         },
+                        rank,
+                        world_size,
                     )
                     has_good_checkpoint = True
     finally:

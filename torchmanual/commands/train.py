@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 from torchmanual import data as datasets
 from torchmanual.init import SCHEMES
@@ -142,22 +146,143 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     return settings
 
 
-def _fail(message: str, status: int) -> int:
-    print(f"torchmanual train: error: {message}", file=sys.stderr)
+@dataclass(frozen=True)
+class World:
+    """This process's place in a torchrun job: ``rank`` of ``world_size`` processes, the
+    ``local_rank`` on its machine. A plain run is ``World()``: rank 0 of 1."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        """Whether this process prints, logs and checkpoints (rank 0)."""
+        return self.rank == 0
+
+
+def torchrun_world(environ: dict[str, str] | None = None) -> World:
+    """The :class:`World` torchrun's environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``)
+    describes; ``World()`` without one, or for a world of one process.
+
+    >>> torchrun_world({"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"})
+    World(rank=1, world_size=2, local_rank=1)
+    >>> torchrun_world({})
+    World(rank=0, world_size=1, local_rank=0)
+    """
+    environ = os.environ if environ is None else environ
+    if "WORLD_SIZE" not in environ:
+        return World()
+    values = {}
+    for name, default in (("RANK", None), ("WORLD_SIZE", None), ("LOCAL_RANK", "0")):
+        text = environ.get(name, default)
+        try:
+            values[name] = int(text)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"the environment variable {name}={text!r} is not an integer; launch "
+                "distributed runs with torchrun (it sets RANK, WORLD_SIZE and LOCAL_RANK)"
+            ) from None
+    rank, world_size, local_rank = values["RANK"], values["WORLD_SIZE"], values["LOCAL_RANK"]
+    if world_size < 1 or not 0 <= rank < world_size or local_rank < 0:
+        raise ValueError(
+            f"inconsistent torchrun environment: RANK={rank}, WORLD_SIZE={world_size}, "
+            f"LOCAL_RANK={local_rank}"
+        )
+    return World(rank, world_size, local_rank)
+
+
+def _fail(message: str, status: int, world: World | None = None) -> int:
+    # NOTE: every rank fails the same way (same arguments, or an outcome broadcast from
+    # rank 0), so only rank 0 says it: one message, not one per process.
+    if world is None:
+        world = _environment_world()
+    if world.main:
+        print(f"torchmanual train: error: {message}", file=sys.stderr)
     return status
 
 
+def _environment_world() -> World:
+    try:
+        return torchrun_world()
+    except ValueError:
+        return World()
+
+
 def run(args: argparse.Namespace) -> int:
+    """Train; under torchrun (``WORLD_SIZE`` > 1) as one rank of a DDP job."""
+    try:
+        world = torchrun_world()
+    except ValueError as error:
+        print(f"torchmanual train: error: {error}", file=sys.stderr)
+        return 2
+    if dist.is_available() and dist.is_initialized():
+        # A caller that set up its own process group (e.g. main() called from a worker).
+        world = World(dist.get_rank(), dist.get_world_size(), world.local_rank)
+        return _train(args, world, own_group=False)
+    if world.world_size == 1:
+        return _train(args, world, own_group=False)
+    if not dist.is_available():
+        return _fail("this torch build has no torch.distributed; run a single process", 2, world)
+    return _train(args, world, own_group=True)
+
+
+def _distributed_device(args: argparse.Namespace, world: World) -> torch.device:
+    """``--device`` for one rank: CUDA means the GPU numbered ``LOCAL_RANK``."""
+    device = resolve_device(args.device)
+    if device.type != "cuda" or world.world_size == 1:
+        return device
+    if world.local_rank >= torch.cuda.device_count():
+        raise ValueError(
+            f"LOCAL_RANK={world.local_rank} but this machine has {torch.cuda.device_count()} "
+            "GPU(s); start at most one process per GPU (--nproc-per-node) or use --device cpu"
+        )
+    device = torch.device("cuda", world.local_rank)
+    torch.cuda.set_device(device)
+    return device
+
+
+def _agree(ok: bool, device: torch.device) -> bool:
+    """Whether every rank is ``ok`` (one all-reduce), so all go on or all stop together."""
+    flag = torch.tensor([1 if ok else 0], device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    return bool(flag.item())
+
+
+def _train(args: argparse.Namespace, world: World, own_group: bool) -> int:
     settings = _settings(args)
     if args.resume and args.checkpoint is None:
-        return _fail("--resume needs --checkpoint PATH", 2)
+        return _fail("--resume needs --checkpoint PATH", 2, world)
     for key in ("lr", "batch_size", "epochs"):
         if settings[key] <= 0:
-            return _fail(f"--{key.replace('_', '-')} must be positive, got {settings[key]}", 2)
+            return _fail(
+                f"--{key.replace('_', '-')} must be positive, got {settings[key]}", 2, world
+            )
     try:
-        device = resolve_device(args.device)
+        device = _distributed_device(args, world)
     except (RuntimeError, ValueError) as error:
-        return _fail(str(error), 2)
+        return _fail(str(error), 2, world)
+    if own_group:
+        # gloo on CPU, NCCL on CUDA; torchrun's MASTER_ADDR/MASTER_PORT say where to meet.
+        cuda = device.type == "cuda"
+        dist.init_process_group(
+            backend="nccl" if cuda else "gloo",
+            init_method="env://",
+            rank=world.rank,
+            world_size=world.world_size,
+            device_id=device if cuda else None,
+        )
+    try:
+        return _run(args, settings, world, device)
+    finally:
+        if own_group:
+            dist.destroy_process_group()
+
+
+def _run(
+    args: argparse.Namespace, settings: dict[str, Any], world: World, device: torch.device
+) -> int:
+    distributed = world.world_size > 1
 
     # NOTE: the data set is fixed (seed 0: digits' fixed split); --seed drives init and shuffling.
     problem = datasets.load(args.dataset, seed=0)
@@ -170,6 +295,7 @@ def run(args: argparse.Namespace) -> int:
             f"--loss {loss_name} does not fit the {problem.task} data set "
             f"{args.dataset!r}; choose {valid}",
             2,
+            world,
         )
 
     torch.manual_seed(args.seed)
@@ -190,8 +316,19 @@ def run(args: argparse.Namespace) -> int:
     if settings["schedule"] == "cosine":
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings["epochs"])
 
+    if distributed:
+        # Every rank built the same model from the same seed; DDP checks that and from now
+        # on all-reduces the gradients. The optimizer keeps the same parameter objects.
+        model.to(device)
+        net: torch.nn.Module = DistributedDataParallel(
+            model, device_ids=[device] if device.type == "cuda" else None
+        )
+    else:
+        net = model
+
     logdir = None
     monitor = None
+    log_error = None
     if args.logdir.lower() != "none":
         run_name = f"{args.dataset}-{settings['activation']}-{settings['init']}-s{args.seed}"
         logdir = str(Path(args.logdir) / run_name)
@@ -201,26 +338,31 @@ def run(args: argparse.Namespace) -> int:
             k: (",".join(map(str, v)) if isinstance(v, list) else v)
             for k, v in {**settings, "loss": loss_name, "seed": args.seed}.items()
         }
-        try:
-            monitor = ActivationStats(model, logdir, every=args.every, hparams=hparams)
-        except (OSError, ValueError) as error:
-            return _fail(f"cannot log to {logdir}: {error}", 1)
+        if world.main:  # TensorBoard logs are rank 0's
+            try:
+                monitor = ActivationStats(model, logdir, every=args.every, hparams=hparams)
+            except (OSError, ValueError) as error:
+                log_error = f"cannot log to {logdir}: {error}"
+    if distributed and not _agree(log_error is None, device):
+        return _fail(log_error or "rank 0 could not set up its log directory", 1, world)
+    if log_error is not None:
+        return _fail(log_error, 1, world)
 
     start = time.perf_counter()
     try:
         if monitor is not None:
             with monitor:
                 history = _fit(
-                    args, settings, model, loss_fn, optimizer, scheduler, problem, device, monitor
+                    args, settings, net, loss_fn, optimizer, scheduler, problem, device, monitor
                 )
         else:
             history = _fit(
-                args, settings, model, loss_fn, optimizer, scheduler, problem, device, None
+                args, settings, net, loss_fn, optimizer, scheduler, problem, device, None
             )
     except CheckpointError as error:
-        return _fail(str(error).splitlines()[0], 1)
+        return _fail(str(error).splitlines()[0], 1, world)
     except NonFiniteLossError as error:
-        return _fail(str(error), 1)
+        return _fail(str(error), 1, world)
     seconds = time.perf_counter() - start
 
     result = {
@@ -232,9 +374,12 @@ def run(args: argparse.Namespace) -> int:
         "seconds": round(seconds, 3),
         "logdir": logdir,
         "device": str(device),
+        "world_size": world.world_size,
     }
     if classification:
         result["test_accuracy"] = history.test_accuracy[-1] if history.test_accuracy else None
+    if not world.main:
+        return 0
     if args.json:
         print(json.dumps(result))
     else:
