@@ -71,6 +71,8 @@ def _operand(fn: str, arg: str, y: object, like: Tensor) -> Tensor:
 
 
 def _broadcastable(fn: str, x: Tensor, y: Tensor) -> None:
+    if x.shape == y.shape:
+        return  # NOTE: the common case, without torch.broadcast_shapes' Python-level work
     try:
         torch.broadcast_shapes(x.shape, y.shape)
     except RuntimeError:
@@ -110,8 +112,15 @@ def _same_shape(fn: str, input: Tensor, target: Tensor) -> None:
         )
 
 
-def _checking_values() -> bool:
-    return not torch.compiler.is_compiling()
+def _checking_values(*tensors: Tensor) -> bool:
+    """Whether checks that read tensor values may run: they need a device-to-host sync.
+
+    Not while ``torch.compile`` traces (a sync is a graph break) nor while a CUDA graph
+    is being captured (a sync is an error there); everything else is checked always.
+    """
+    if torch.compiler.is_compiling():
+        return False
+    return not any(t.is_cuda for t in tensors) or not torch.cuda.is_current_stream_capturing()
 
 
 def _plus_minus_one_target(fn: str, scores: Tensor, target: object) -> Tensor:
@@ -123,7 +132,7 @@ def _plus_minus_one_target(fn: str, scores: Tensor, target: object) -> Tensor:
             f"{fn}(): the gradient with respect to target is not defined (target ∈ {{-1, 1}} "
             "is a label); pass target.detach()"
         )
-    if _checking_values():
+    if _checking_values(target):
         bad = target[(target != 1) & (target != -1)]
         if bad.numel():
             raise ValueError(f"{fn}(): target must be -1 or 1, found {bad.flatten()[0].item()}")
@@ -151,22 +160,45 @@ def _class_target(
             f"{tuple(input.shape)}; expected target shape {tuple(input.shape[:-1])}"
         )
     classes = input.shape[-1]
-    if _checking_values() and target.numel():
-        # NOTE: one aminmax (one reduction, one sync) instead of a boolean-mask gather.
-        low, high = (v.item() for v in torch.aminmax(target))
-        if low < 0 or high >= classes:
-            offending = low if low < 0 else high
-            if offending == ignore_index:
-                _unsupported(fn, ignore_index=ignore_index)
-            raise IndexError(
-                f"{fn}(): target contains class index {offending}, but input "
-                f"has {classes} classes (valid indices are 0..{classes - 1})"
-            )
-        # torch skips targets equal to ignore_index; torchmanual does not, so say so.
-        in_range = ignore_index is not None and 0 <= ignore_index < classes
-        if in_range and bool((target == ignore_index).any()):
-            _unsupported(fn, ignore_index=ignore_index)
+    in_range = ignore_index is not None and 0 <= ignore_index < classes
+    # NOTE: on the CPU the range check costs nothing: the Function's gather raises for an
+    # index outside 0..C-1, and _apply_class_loss turns that into the error below. On a
+    # GPU an out-of-range gather is a device-side assert, so the indices are read first.
+    if (target.is_cuda or in_range) and _checking_values(target):
+        _check_class_indices(fn, target, classes, ignore_index)
     return target.long()
+
+
+def _check_class_indices(fn: str, target: Tensor, classes: int, ignore_index: int | None) -> None:
+    """IndexError naming a class index outside 0..C-1; NotImplementedError for ignore_index."""
+    if not target.numel():
+        return
+    # NOTE: one aminmax (one reduction, one sync) instead of a boolean-mask gather.
+    low, high = (v.item() for v in torch.aminmax(target))
+    if low < 0 or high >= classes:
+        offending = low if low < 0 else high
+        if offending == ignore_index:
+            _unsupported(fn, ignore_index=ignore_index)
+        raise IndexError(
+            f"{fn}(): target contains class index {offending}, but input "
+            f"has {classes} classes (valid indices are 0..{classes - 1})"
+        )
+    # torch skips targets equal to ignore_index; torchmanual does not, so say so.
+    in_range = ignore_index is not None and 0 <= ignore_index < classes
+    if in_range and bool((target == ignore_index).any()):
+        _unsupported(fn, ignore_index=ignore_index)
+
+
+def _apply_class_loss(
+    fn: str, function: type, input: Tensor, target: Tensor, *args: object, ignore_index=None
+) -> Tensor:
+    """``function.call(input, target, *args)``; a kernel's index error becomes a clear one."""
+    try:
+        return function.call(input, target, *args)
+    except RuntimeError:
+        if _checking_values(target):
+            _check_class_indices(fn, target, input.shape[-1], ignore_index)
+        raise
 
 
 # ---------------------------------------------------------------------------------------
@@ -179,7 +211,7 @@ def add(x: Tensor, y: Tensor | float) -> Tensor:
     x = _float_tensor("add", "x", x)
     y = _operand("add", "y", y, x)
     _broadcastable("add", x, y)
-    return Add.apply(x, y)
+    return Add.call(x, y)
 
 
 def mul(x: Tensor, y: Tensor | float) -> Tensor:
@@ -187,7 +219,7 @@ def mul(x: Tensor, y: Tensor | float) -> Tensor:
     x = _float_tensor("mul", "x", x)
     y = _operand("mul", "y", y, x)
     _broadcastable("mul", x, y)
-    return Mul.apply(x, y)
+    return Mul.call(x, y)
 
 
 def maximum(x: Tensor, y: Tensor | float) -> Tensor:
@@ -195,27 +227,27 @@ def maximum(x: Tensor, y: Tensor | float) -> Tensor:
     x = _float_tensor("maximum", "x", x)
     y = _operand("maximum", "y", y, x)
     _broadcastable("maximum", x, y)
-    return Max.apply(x, y)
+    return Max.call(x, y)
 
 
 def exp(x: Tensor) -> Tensor:
     """``eˣ`` through the Exp gate, as torch.exp."""
-    return Exp.apply(_float_tensor("exp", "x", x))
+    return Exp.call(_float_tensor("exp", "x", x))
 
 
 def reciprocal(x: Tensor) -> Tensor:
     """``1/x`` through the Reciprocal gate, as torch.reciprocal."""
-    return Reciprocal.apply(_float_tensor("reciprocal", "x", x))
+    return Reciprocal.call(_float_tensor("reciprocal", "x", x))
 
 
 def scale(x: Tensor, a: float) -> Tensor:
     """``a·x`` for a Python number ``a`` (the slides' "*a" gate)."""
-    return Scale.apply(_float_tensor("scale", "x", x), _number("scale", "a", a))
+    return Scale.call(_float_tensor("scale", "x", x), _number("scale", "a", a))
 
 
 def shift(x: Tensor, c: float) -> Tensor:
     """``c + x`` for a Python number ``c`` (the slides' "+c" gate)."""
-    return Shift.apply(_float_tensor("shift", "x", x), _number("shift", "c", c))
+    return Shift.call(_float_tensor("shift", "x", x), _number("shift", "c", c))
 
 
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
@@ -226,7 +258,7 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     input = _float_tensor("linear", "input", input)
     weight = _float_tensor("linear", "weight", weight)
     _check_affine("linear", input, weight, bias, rows=weight.shape[0] if weight.dim() else 0)
-    return Linear.apply(input, weight, bias)
+    return Linear.call(input, weight, bias)
 
 
 def _check_affine(fn: str, input: Tensor, weight: Tensor, bias: Tensor | None, rows: int) -> None:
@@ -246,8 +278,10 @@ def _check_affine(fn: str, input: Tensor, weight: Tensor, bias: Tensor | None, r
                 f"{fn}(): bias must have shape ({rows},) to match weight "
                 f"{tuple(weight.shape)}, got {tuple(bias.shape)}"
             )
-    dtypes = {input.dtype, weight.dtype} | ({bias.dtype} if bias is not None else set())
-    if len(dtypes) > 1:
+    mixed = weight.dtype != input.dtype or (bias is not None and bias.dtype != input.dtype)
+    # NOTE: under torch.autocast mixed dtypes are expected (a bfloat16 activation meets a
+    # float32 weight); the Function's autocast policy casts them, as torch's linear does.
+    if mixed and not torch.is_autocast_enabled(input.device.type):
         raise TypeError(
             f"{fn}(): input, weight and bias must share one dtype, got "
             f"input {input.dtype}, weight {weight.dtype}"
@@ -267,25 +301,25 @@ def _no_inplace(fn: str, inplace: bool) -> None:
 
 def sigmoid(input: Tensor) -> Tensor:
     """``σ(x) = 1 / (1 + e⁻ˣ)``; backward ``σ(1 − σ)``."""
-    return Sigmoid.apply(_float_tensor("sigmoid", "input", input))
+    return Sigmoid.call(_float_tensor("sigmoid", "input", input))
 
 
 def tanh(input: Tensor) -> Tensor:
     """``tanh(x)``; backward ``1 − tanh²(x)``."""
-    return Tanh.apply(_float_tensor("tanh", "input", input))
+    return Tanh.call(_float_tensor("tanh", "input", input))
 
 
 def relu(input: Tensor, inplace: bool = False) -> Tensor:
     """``max(0, x)``; gradient 1 for x > 0, 0 otherwise (0 at x = 0, as torch)."""
     _no_inplace("relu", inplace)
-    return ReLU.apply(_float_tensor("relu", "input", input))
+    return ReLU.call(_float_tensor("relu", "input", input))
 
 
 def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
     """``max(negative_slope·x, x)``; gradient ``negative_slope`` for x ≤ 0, 1 for x > 0."""
     _no_inplace("leaky_relu", inplace)
     input = _float_tensor("leaky_relu", "input", input)
-    return LeakyReLU.apply(input, _number("leaky_relu", "negative_slope", negative_slope))
+    return LeakyReLU.call(input, _number("leaky_relu", "negative_slope", negative_slope))
 
 
 def prelu(input: Tensor, weight: Tensor) -> Tensor:
@@ -298,13 +332,13 @@ def prelu(input: Tensor, weight: Tensor) -> Tensor:
             f"prelu(): weight must have 1 or {channels} elements (the channels of input shape "
             f"{tuple(input.shape)}), got shape {tuple(weight.shape)}"
         )
-    return PReLU.apply(input, weight)
+    return PReLU.call(input, weight)
 
 
 def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
     """``x`` if x > 0 else ``α(eˣ − 1)``; gradient 1, or ``α eˣ = f(x) + α`` for x ≤ 0."""
     _no_inplace("elu", inplace)
-    return ELU.apply(_float_tensor("elu", "input", input), _number("elu", "alpha", alpha))
+    return ELU.call(_float_tensor("elu", "input", input), _number("elu", "alpha", alpha))
 
 
 def gelu(input: Tensor, approximate: str = "none") -> Tensor:
@@ -314,13 +348,13 @@ def gelu(input: Tensor, approximate: str = "none") -> Tensor:
             f"gelu(): approximate={approximate!r} is not valid; choose one of "
             f"{', '.join(map(repr, GELU_APPROXIMATIONS))}"
         )
-    return GELU.apply(_float_tensor("gelu", "input", input), approximate)
+    return GELU.call(_float_tensor("gelu", "input", input), approximate)
 
 
 def silu(input: Tensor, inplace: bool = False) -> Tensor:
     """The sigmoid linear unit ``x σ(x)``."""
     _no_inplace("silu", inplace)
-    return SiLU.apply(_float_tensor("silu", "input", input))
+    return SiLU.call(_float_tensor("silu", "input", input))
 
 
 def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
@@ -329,12 +363,12 @@ def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tenso
     if beta == 0:
         raise ValueError("softplus(): beta must be non-zero, got beta=0")
     input = _float_tensor("softplus", "input", input)
-    return Softplus.apply(input, beta, _number("softplus", "threshold", threshold))
+    return Softplus.call(input, beta, _number("softplus", "threshold", threshold))
 
 
 def step(input: Tensor) -> Tensor:
     """The perceptron's step: 1 where x > 0 else 0; its gradient is 0 everywhere."""
-    return Step.apply(_float_tensor("step", "input", input))
+    return Step.call(_float_tensor("step", "input", input))
 
 
 def maxout(input: Tensor, weight: Tensor, bias: Tensor | None = None, pieces: int = 2) -> Tensor:
@@ -351,7 +385,7 @@ def maxout(input: Tensor, weight: Tensor, bias: Tensor | None = None, pieces: in
     _check_affine("maxout", input, weight, bias, rows=rows)
     if rows % pieces:
         raise ValueError(f"maxout(): weight has {rows} rows, not a multiple of pieces={pieces}")
-    return Maxout.apply(input, weight, bias, pieces)
+    return Maxout.call(input, weight, bias, pieces)
 
 
 def batch_norm(
@@ -396,14 +430,14 @@ def batch_norm(
             raise ValueError(
                 f"{fn}(): evaluation (training=False) needs running_mean and running_var"
             )
-        return BatchNorm.apply(input, weight, bias, running_mean, running_var, eps)
+        return BatchNorm.call(input, weight, bias, running_mean, running_var, eps)
     per_channel = input.numel() // max(channels, 1)
     if per_channel <= 1:
         raise ValueError(
             f"{fn}(): expected more than 1 value per channel when training, "
             f"got input of shape {tuple(input.shape)}"
         )
-    output = BatchNorm.apply(input, weight, bias, None, None, eps)
+    output = BatchNorm.call(input, weight, bias, None, None, eps)
     if running_mean is not None or running_var is not None:
         with torch.no_grad():
             dims = (0,) if input.dim() == 2 else (0, 2)
@@ -426,14 +460,14 @@ def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
     input = _float_tensor("mse_loss", "input", input)
     target = _float_tensor("mse_loss", "target", target)
     _same_shape("mse_loss", input, target)
-    return MSE.apply(input, target, _reduction("mse_loss", reduction))
+    return MSE.call(input, target, _reduction("mse_loss", reduction))
 
 
 def hinge_loss(scores: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
     """The slides' hinge loss ``max(0, 1 − y f(x))`` with ``y ∈ {−1, 1}``."""
     scores = _float_tensor("hinge_loss", "scores", scores)
     target = _plus_minus_one_target("hinge_loss", scores, target)
-    return Hinge.apply(scores, target, _reduction("hinge_loss", reduction))
+    return Hinge.call(scores, target, _reduction("hinge_loss", reduction))
 
 
 def logistic_loss(scores: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
@@ -443,7 +477,7 @@ def logistic_loss(scores: Tensor, target: Tensor, reduction: str = "mean") -> Te
     """
     scores = _float_tensor("logistic_loss", "scores", scores)
     target = _plus_minus_one_target("logistic_loss", scores, target)
-    return Logistic.apply(scores, target, _reduction("logistic_loss", reduction))
+    return Logistic.call(scores, target, _reduction("logistic_loss", reduction))
 
 
 def multiclass_svm_loss(
@@ -456,7 +490,10 @@ def multiclass_svm_loss(
     scores = _float_tensor("multiclass_svm_loss", "scores", scores)
     target = _class_target("multiclass_svm_loss", scores, target)
     margin = _number("multiclass_svm_loss", "margin", margin)
-    return MulticlassSVM.apply(scores, target, margin, _reduction("multiclass_svm_loss", reduction))
+    reduction = _reduction("multiclass_svm_loss", reduction)
+    return _apply_class_loss(
+        "multiclass_svm_loss", MulticlassSVM, scores, target, margin, reduction
+    )
 
 
 def cross_entropy(
@@ -479,7 +516,10 @@ def cross_entropy(
         _unsupported("cross_entropy", label_smoothing=label_smoothing)
     input = _float_tensor("cross_entropy", "input", input)
     target = _class_target("cross_entropy", input, target, ignore_index)
-    return CrossEntropy.apply(input, target, _reduction("cross_entropy", reduction))
+    reduction = _reduction("cross_entropy", reduction)
+    return _apply_class_loss(
+        "cross_entropy", CrossEntropy, input, target, reduction, ignore_index=ignore_index
+    )
 
 
 def binary_cross_entropy(
@@ -494,14 +534,14 @@ def binary_cross_entropy(
     input = _float_tensor("binary_cross_entropy", "input", input)
     target = _float_tensor("binary_cross_entropy", "target", target)
     _same_shape("binary_cross_entropy", input, target)
-    if _checking_values():
+    if _checking_values(input):
         bad = input[~((input >= 0) & (input <= 1))]
         if bad.numel():
             raise ValueError(
                 "binary_cross_entropy(): input must be probabilities in [0, 1], "
                 f"found {bad.flatten()[0].item()} (use binary_cross_entropy_with_logits for scores)"
             )
-    return BinaryCrossEntropy.apply(input, target, _reduction("binary_cross_entropy", reduction))
+    return BinaryCrossEntropy.call(input, target, _reduction("binary_cross_entropy", reduction))
 
 
 def binary_cross_entropy_with_logits(
@@ -524,7 +564,7 @@ def binary_cross_entropy_with_logits(
     input = _float_tensor(fn, "input", input)
     target = _float_tensor(fn, "target", target)
     _same_shape(fn, input, target)
-    return BinaryCrossEntropyWithLogits.apply(input, target, _reduction(fn, reduction))
+    return BinaryCrossEntropyWithLogits.call(input, target, _reduction(fn, reduction))
 
 
 __all__ = [

@@ -1,36 +1,202 @@
-"""The base class every torchmanual gate, activation and loss derives from."""
+"""The base class every torchmanual gate, activation and loss derives from.
+
+Besides the slides' contract (``forward``, ``setup_context``, ``backward``, ``jvp``), the base
+class carries what makes a hand-written Function cost no more than torch's own op:
+
+- ``apply`` skips ``torch.autograd.Function.apply``'s per-call ``inspect.signature`` binding
+  (our forwards take positional arguments only), which on a tiny network costs more than
+  the arithmetic;
+- ``call`` is ``apply`` that ``torch.compile`` can trace without a graph break (Dynamo
+  refuses a Function with a custom ``jvp``, so under compilation ``call`` applies a
+  jvp-free twin with the very same ``forward``/``setup_context``/``backward``);
+- a class-level ``autocast`` policy, applied once here, decides what a Function does under
+  ``torch.autocast`` — as torch's own autocast op lists do for the built-in ops.
+"""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
+from torch._functorch.utils import unwrap_dead_wrappers
+from torch.autograd import forward_ad
+from torch.autograd.function import FunctionCtx, FunctionMeta
 
 # A callable ``observer(function_class, args, output)`` per active torchmanual.Tape.
 # NOTE: a plain list, so the hot path with no tape is one truthiness test.
 _observers: list[Callable[[type[ManualFunction], tuple[Any, ...], Any], None]] = []
 
+# Autocast policies, named after torch's autocast op lists (torch.amp docs):
+FOLLOW = "follow"  # run in the inputs' dtype (elementwise ops, max, batch norm)
+LOWER = "lower"  # cast to the autocast dtype (float16/bfloat16): matmuls (linear, maxout)
+FLOAT32 = "float32"  # cast float16/bfloat16 to float32: losses, exp/log-sum-exp, softplus
+AUTOCAST_POLICIES = (FOLLOW, LOWER, FLOAT32)
+_HALF = (torch.float16, torch.bfloat16)
 
-class ManualFunction(torch.autograd.Function):
+
+def _save_for_forward_in_dual_level(ctx: Any, *tensors: Tensor | None) -> None:
+    """``ctx.save_for_forward``, skipped when no forward-AD dual level is active.
+
+    A ``jvp`` only ever runs inside a dual level (``torch.autograd.forward_ad.dual_level``,
+    which ``torch.func.jvp`` and gradcheck's forward-AD checks enter), so outside one the
+    tensors would only be held, never read.
+    """
+    # NOTE: saves a Python-level loop per gate per step, and keeps nothing alive needlessly.
+    if forward_ad._current_level >= 0:
+        FunctionCtx.save_for_forward(ctx, *tensors)
+
+
+def _raw_attribute(cls: type, name: str) -> Any:
+    """``cls``'s own or inherited class attribute ``name``, unbound (a staticmethod object)."""
+    for klass in cls.__mro__:
+        if name in vars(klass):
+            return vars(klass)[name]
+    raise AttributeError(name)
+
+
+def _policy_by_device(policy: str | dict[str, str]) -> dict[str, str]:
+    """A class's ``autocast`` attribute as {device type: policy}; absent devices follow."""
+    by_device = {"cpu": policy, "cuda": policy} if isinstance(policy, str) else dict(policy)
+    for device, value in by_device.items():
+        if value not in AUTOCAST_POLICIES:
+            raise ValueError(
+                f"autocast policy for {device!r} must be one of {AUTOCAST_POLICIES}, got {value!r}"
+            )
+    return by_device
+
+
+def _autocast_device(args: tuple[Any, ...]) -> str | None:
+    """The device type of the first tensor argument when autocast is on for it, else None."""
+    for a in args:
+        if isinstance(a, Tensor):
+            device_type = a.device.type
+            return device_type if torch.is_autocast_enabled(device_type) else None
+    return None
+
+
+def _autocast_cast(policy: str, device_type: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The arguments cast as torch's autocast casts a built-in op's (float64 is never cast)."""
+    if policy == LOWER:
+        dtype = torch.get_autocast_dtype(device_type)
+        eligible = (torch.float32, *_HALF)
+    elif policy == FLOAT32:
+        dtype, eligible = torch.float32, _HALF
+    else:
+        return args
+    # NOTE: the casts are ordinary differentiable ops outside the Function, so the gradient
+    # reaches a float32 parameter in float32, exactly as with torch's autocast casts.
+    return tuple(
+        a.to(dtype) if isinstance(a, Tensor) and a.dtype in eligible and a.dtype != dtype else a
+        for a in args
+    )
+
+
+def _make_traceable_apply(cls: type, policy: dict[str, str]) -> Callable[..., Any]:
+    """``apply`` for ``torch.compile``: a jvp-free twin of ``cls``, the autocast policy inlined.
+
+    The twin is a plain ``torch.autograd.Function`` (not a ManualFunction: it is not a new
+    gate, and the Tape does not observe compiled code) sharing ``cls``'s forward,
+    setup_context and backward, so Dynamo traces the same formulas into the graph.
+    """
+    twin = type(
+        cls.__name__,
+        (torch.autograd.Function,),
+        {
+            "forward": _raw_attribute(cls, "forward"),
+            "setup_context": _raw_attribute(cls, "setup_context"),
+            "backward": _raw_attribute(cls, "backward"),
+            "generate_vmap_rule": True,
+            "__module__": cls.__module__,
+            "__qualname__": f"{cls.__qualname__}.traceable",
+            "__doc__": f"{cls.__name__} without its jvp, for torch.compile (Dynamo).",
+        },
+    )
+
+    def traceable_apply(*args: Any) -> Any:
+        device_type = _autocast_device(args)
+        if device_type is None:
+            return twin.apply(*args)
+        cast = _autocast_cast(policy.get(device_type, FOLLOW), device_type, args)
+        with torch.autocast(device_type, enabled=False):
+            return twin.apply(*cast)
+
+    return traceable_apply
+
+
+class _ManualFunctionMeta(FunctionMeta):
+    """Per class, once: the fast ``apply``'s pieces, the compile twin, the autocast policy."""
+
+    def __init__(cls, name: str, bases: tuple[type, ...], attrs: dict[str, Any]) -> None:
+        super().__init__(name, bases, attrs)
+        # torch.autograd.Function.apply minus its inspect.signature() default binding: the
+        # C++ apply, bound to this class.
+        cls._base_apply = super(torch.autograd.Function, cls).apply
+        forward = _raw_attribute(cls, "forward")
+        parameters = inspect.signature(getattr(forward, "__func__", forward)).parameters.values()
+        # NOTE: the shortcut is only exact when forward has no defaults to fill in.
+        cls._positional_only = all(
+            p.default is p.empty and p.kind is p.POSITIONAL_OR_KEYWORD for p in parameters
+        )
+        cls._backward_cls.save_for_forward = _save_for_forward_in_dual_level
+        cls._autocast_policy = _policy_by_device(cls.autocast)
+        if "forward" in vars(cls) or name != "ManualFunction":
+            cls._traceable_apply = staticmethod(_make_traceable_apply(cls, cls._autocast_policy))
+
+
+class ManualFunction(torch.autograd.Function, metaclass=_ManualFunctionMeta):
     """A ``torch.autograd.Function`` whose ``backward`` is a slide's formula written by hand.
 
     Subclasses define ``forward`` (compute only), ``setup_context`` (save what backward
     needs), ``backward`` (upstream gradient × local gradient, in differentiable tensor
     ops, so double backward works) and ``jvp`` (forward-mode AD). ``generate_vmap_rule``
     lets ``torch.func.vmap`` batch them.
+
+    ``autocast`` says what the Function does under ``torch.autocast``, mirroring torch's
+    autocast op lists: ``"follow"`` (default) runs in the inputs' dtype, ``"lower"`` casts
+    float32 inputs to the autocast dtype (matmuls), ``"float32"`` casts float16/bfloat16
+    inputs to float32 (losses, exp); a dict gives a policy per device type. The Function
+    itself then runs with autocast off, so its backward sees one dtype throughout.
+
+    Call ``Fn.call(*args)`` (what ``torchmanual.functional`` does) to be traceable by
+    ``torch.compile``; ``Fn.apply(*args)`` is the same thing in eager mode.
     """
 
     generate_vmap_rule = True
+    autocast: ClassVar[str | dict[str, str]] = FOLLOW
 
     @classmethod
     def apply(cls, *args: Any) -> Any:
-        output = super().apply(*args)
+        if torch._C._is_any_autocast_enabled():
+            device_type = _autocast_device(args)
+            if device_type is not None:
+                policy = cls._autocast_policy.get(device_type, FOLLOW)
+                cast = _autocast_cast(policy, device_type, args)
+                with torch.autocast(device_type, enabled=False):
+                    return cls.apply(*cast)
+        if cls._positional_only and not torch._C._are_functorch_transforms_active():
+            # NOTE: what torch.autograd.Function.apply does, less its per-call
+            # inspect.signature() binding (~3x the cost of a tiny gate's arithmetic).
+            output = cls._base_apply(*unwrap_dead_wrappers(args))
+        else:
+            output = super().apply(*args)
         if _observers:
             for observe in _observers:
                 observe(cls, args, output)
         return output
+
+    @classmethod
+    def call(cls, *args: Any) -> Any:
+        """``apply``, in a form ``torch.compile(fullgraph=True)`` traces without a break.
+
+        Eagerly this is ``apply`` (the Tape sees it). While Dynamo traces, it applies the
+        class's jvp-free twin instead: Dynamo cannot trace a Function that defines ``jvp``.
+        """
+        if torch.compiler.is_compiling():
+            return cls._traceable_apply(*args)
+        return cls.apply(*args)
 
 
 def tangent(t: Tensor | None, like: Tensor) -> Tensor:
