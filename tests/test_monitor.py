@@ -497,3 +497,24 @@ def test_with_torchmanual_mlp_and_fit(tmp_path):
     assert steps_of(acc, "activations/fc1/mean") == [1, 3, 6]  # fit counts steps from 1
     assert steps_of(acc, "accuracy/test") == [4, 8]  # 4 steps per epoch
     assert {f"gradients/{p}" for p in PARAMS} <= set(acc.Tags()["histograms"])
+
+
+@pytest.mark.cuda
+def test_cuda_statistics_stay_on_the_device_until_written(tmp_path):
+    model = make_mlp().cuda()
+    x = torch.randn(32, 6, device="cuda")
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with ActivationStats(model, tmp_path, every=1) as monitor:
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")  # any host sync in the hooks raises
+        try:
+            out = model(x)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        loss = out.square().mean()
+        loss.backward()
+        opt.step()
+        monitor.step(loss, opt)  # the one read-back
+    acc = read(tmp_path)
+    assert value(acc, "activations/fc3/mean") == pytest.approx(out.mean().item(), abs=1e-5)
+    assert len(acc.Histograms("gradients/fc1.weight")) == 1
