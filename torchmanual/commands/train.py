@@ -116,9 +116,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="runs",
         help="TensorBoard folder; each run writes a subfolder ('none': off)",
     )
-    parser.add_argument("--every", type=int, default=10, help="log statistics every N steps")
+    parser.add_argument(
+        "--every", type=int, default=50,
+        help="log statistics every N steps (50 keeps the monitor under 5%% of a step)",
+    )
     parser.add_argument("--checkpoint", type=Path, help="checkpoint file, written each epoch")
     parser.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    parser.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="deterministic algorithms only (torch.use_deterministic_algorithms; CUDA: also "
+        "CUBLAS_WORKSPACE_CONFIG=:4096:8). CPU runs are bit-reproducible without it",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -258,6 +267,9 @@ def _train(args: argparse.Namespace, world: World, own_group: bool) -> int:
             return _fail(
                 f"--{key.replace('_', '-')} must be positive, got {settings[key]}", 2, world
             )
+    if getattr(args, "deterministic", False):
+        # NOTE: before any CUDA work: cuBLAS reads the variable when it creates its handle.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     try:
         device = _distributed_device(args, world)
     except (RuntimeError, ValueError) as error:
@@ -272,9 +284,20 @@ def _train(args: argparse.Namespace, world: World, own_group: bool) -> int:
             world_size=world.world_size,
             device_id=device if cuda else None,
         )
+    deterministic = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.benchmark,
+    )
     try:
+        if getattr(args, "deterministic", False):
+            torch.use_deterministic_algorithms(True)
+            torch.backends.cudnn.benchmark = False
         return _run(args, settings, world, device)
     finally:
+        # Restored, so main() called in a process leaves torch's global modes as it found them.
+        torch.use_deterministic_algorithms(deterministic[0], warn_only=deterministic[1])
+        torch.backends.cudnn.benchmark = deterministic[2]
         if own_group:
             dist.destroy_process_group()
 
