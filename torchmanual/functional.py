@@ -13,6 +13,10 @@ the graph; everything else is checked always.
 
 from __future__ import annotations
 
+import contextlib
+import math
+from collections.abc import Iterator
+from contextvars import ContextVar
 from numbers import Real
 
 import torch
@@ -52,6 +56,46 @@ GELU_APPROXIMATIONS = ("none", "tanh")
 # ---------------------------------------------------------------------------------------
 
 
+# Opt-in check that float inputs hold no nan/inf (see check_finite); off by default.
+_CHECK_FINITE: ContextVar[bool] = ContextVar("torchmanual_check_finite", default=False)
+
+
+@contextlib.contextmanager
+def check_finite(enabled: bool = True) -> Iterator[None]:
+    """Within this context, every function here refuses float inputs holding nan or ±inf.
+
+    Raises ``ValueError`` naming the function, the argument, the first non-finite value
+    and its index, before any Function runs: a way to find where a nan enters a network
+    (each ``torchmanual.nn`` layer calls these functions). Off by default, as the check
+    reads every input (one reduction and a host sync per tensor); ``enabled=False`` turns
+    it off inside an enclosing ``check_finite()``. Thread- and task-local (a ContextVar);
+    usable as a decorator.
+
+    >>> with check_finite():
+    ...     relu(torch.tensor([1.0, float("nan")]))
+    Traceback (most recent call last):
+    ...
+    ValueError: relu(): input contains nan at index (1,) (shape (2,)); check_finite() is on
+    """
+    token = _CHECK_FINITE.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _CHECK_FINITE.reset(token)
+
+
+def _check_finite_tensor(fn: str, arg: str, x: Tensor) -> None:
+    if not _checking_values(x):
+        return
+    bad = ~torch.isfinite(x)
+    if bool(bad.any()):
+        index = tuple(bad.nonzero()[0].tolist())
+        raise ValueError(
+            f"{fn}(): {arg} contains {x[index].item()} at index {index} "
+            f"(shape {tuple(x.shape)}); check_finite() is on"
+        )
+
+
 def _float_tensor(fn: str, arg: str, x: object) -> Tensor:
     if not isinstance(x, Tensor):
         raise TypeError(f"{fn}(): {arg} must be a torch.Tensor, got {type(x).__name__}")
@@ -60,12 +104,16 @@ def _float_tensor(fn: str, arg: str, x: object) -> Tensor:
             f"{fn}(): {arg} must be a floating-point tensor to be differentiated "
             f"(float16, bfloat16, float32 or float64), got dtype {x.dtype}"
         )
+    if _CHECK_FINITE.get():
+        _check_finite_tensor(fn, arg, x)
     return x
 
 
 def _operand(fn: str, arg: str, y: object, like: Tensor) -> Tensor:
     """A second operand: a float tensor, or a Python number made into one (as torch does)."""
     if isinstance(y, Real) and not isinstance(y, bool):
+        if _CHECK_FINITE.get() and not math.isfinite(y):
+            raise ValueError(f"{fn}(): {arg} is {y}; check_finite() is on")
         return torch.tensor(y, dtype=like.dtype, device=like.device)
     return _float_tensor(fn, arg, y)
 
@@ -541,6 +589,12 @@ def binary_cross_entropy(
                 "binary_cross_entropy(): input must be probabilities in [0, 1], "
                 f"found {bad.flatten()[0].item()} (use binary_cross_entropy_with_logits for scores)"
             )
+        # torch refuses these too ("all elements of target should be between 0 and 1").
+        bad = target[~((target >= 0) & (target <= 1))]
+        if bad.numel():
+            raise ValueError(
+                f"binary_cross_entropy(): target must be in [0, 1], found {bad.flatten()[0].item()}"
+            )
     return BinaryCrossEntropy.call(input, target, _reduction("binary_cross_entropy", reduction))
 
 
@@ -572,6 +626,7 @@ __all__ = [
     "batch_norm",
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
+    "check_finite",
     "cross_entropy",
     "elu",
     "exp",

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,7 +118,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="TensorBoard folder; each run writes a subfolder ('none': off)",
     )
     parser.add_argument(
-        "--every", type=int, default=50,
+        "--every",
+        type=int,
+        default=50,
         help="log statistics every N steps (50 keeps the monitor under 5%% of a step)",
     )
     parser.add_argument("--checkpoint", type=Path, help="checkpoint file, written each epoch")
@@ -183,14 +186,15 @@ def torchrun_world(environ: dict[str, str] | None = None) -> World:
     if "WORLD_SIZE" not in environ:
         return World()
     values = {}
-    for name, default in (("RANK", None), ("WORLD_SIZE", None), ("LOCAL_RANK", "0")):
+    for name, default in (("WORLD_SIZE", None), ("RANK", None), ("LOCAL_RANK", "0")):
         text = environ.get(name, default)
+        problem = " is not set" if text is None else f"={text!r} is not an integer"
         try:
             values[name] = int(text)  # type: ignore[arg-type]
         except (TypeError, ValueError):
             raise ValueError(
-                f"the environment variable {name}={text!r} is not an integer; launch "
-                "distributed runs with torchrun (it sets RANK, WORLD_SIZE and LOCAL_RANK)"
+                f"the environment variable {name}{problem}; launch distributed runs "
+                "with torchrun (it sets RANK, WORLD_SIZE and LOCAL_RANK)"
             ) from None
     rank, world_size, local_rank = values["RANK"], values["WORLD_SIZE"], values["LOCAL_RANK"]
     if world_size < 1 or not 0 <= rank < world_size or local_rank < 0:
@@ -249,6 +253,26 @@ def _distributed_device(args: argparse.Namespace, world: World) -> torch.device:
     device = torch.device("cuda", world.local_rank)
     torch.cuda.set_device(device)
     return device
+
+
+def _checkpoint_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be written as a checkpoint, or None (creates its folder)."""
+    if path.is_dir():
+        return f"cannot write the checkpoint {path}: it is a directory"
+    for ancestor in (path.parent, *path.parent.parents):
+        if ancestor.exists():
+            if not ancestor.is_dir():
+                return f"cannot write the checkpoint {path}: {ancestor} is not a directory"
+            break
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=path.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as error:
+        reason = error.strerror or str(error)
+        return f"cannot write the checkpoint {path}: {reason} ({error.filename or path.parent})"
+    return None
 
 
 def _agree(ok: bool, device: torch.device) -> bool:
@@ -351,7 +375,8 @@ def _run(
 
     logdir = None
     monitor = None
-    log_error = None
+    # Where rank 0 will write must be writable before any training time is spent.
+    log_error = _checkpoint_problem(args.checkpoint) if world.main and args.checkpoint else None
     if args.logdir.lower() != "none":
         run_name = f"{args.dataset}-{settings['activation']}-{settings['init']}-s{args.seed}"
         logdir = str(Path(args.logdir) / run_name)
@@ -361,13 +386,13 @@ def _run(
             k: (",".join(map(str, v)) if isinstance(v, list) else v)
             for k, v in {**settings, "loss": loss_name, "seed": args.seed}.items()
         }
-        if world.main:  # TensorBoard logs are rank 0's
+        if world.main and log_error is None:  # TensorBoard logs are rank 0's
             try:
                 monitor = ActivationStats(model, logdir, every=args.every, hparams=hparams)
             except (OSError, ValueError) as error:
                 log_error = f"cannot log to {logdir}: {error}"
     if distributed and not _agree(log_error is None, device):
-        return _fail(log_error or "rank 0 could not set up its log directory", 1, world)
+        return _fail(log_error or "rank 0 could not set up its output files", 1, world)
     if log_error is not None:
         return _fail(log_error, 1, world)
 
@@ -386,6 +411,10 @@ def _run(
         return _fail(str(error).splitlines()[0], 1, world)
     except NonFiniteLossError as error:
         return _fail(str(error), 1, world)
+    except OSError as error:
+        # E.g. the disk filled up: the checkpoint write is atomic, so the last one is whole.
+        where = error.filename or args.checkpoint
+        return _fail(f"cannot write {where}: {error.strerror or error}", 1, world)
     seconds = time.perf_counter() - start
 
     result = {
