@@ -61,14 +61,16 @@ def test_regression_fits_the_slides_three_curves(tmp_path, capsys):
         assert (tmp_path / "fits.png").stat().st_size > 0
 
 
-def test_random_search_loses_to_gradient_descent(capsys):
+def test_random_search_loses_to_gradient_descent(tmp_path, capsys):
     example = load_example("random_search")
-    result = example.main(["--trials", "100", "--epochs", "2"])
+    result = example.main(["--trials", "100", "--epochs", "2", "--logdir", str(tmp_path)])
     assert result["random_search_accuracy"] < 0.4  # the slides' ~15% on CIFAR-10
     assert result["sgd_accuracy"] > 0.85
     assert result["sgd_loss"] < 0.1 * result["random_search_loss"]
     out = capsys.readouterr().out
     assert "random search, 100 trials" in out and "SGD, 2 epochs" in out
+    for run in ("random-search", "sgd"):  # both loss curves, for TensorBoard
+        assert any((tmp_path / run).glob("events.out.tfevents.*")), run
 
 
 def test_numerical_gradient_centred_beats_forward_difference(capsys):

@@ -205,6 +205,13 @@ def test_cli_all_writes_one_run_per_case_into_one_folder(capsys, tmp_path):
     assert [(r["activation"], r["init"]) for r in runs] == list(SLIDE_CASES)
 
 
+def test_cli_reports_an_unwritable_logdir_with_status_1(capsys, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    assert _cli(f"init-stats --layers 1 --width 5 --samples 5 --logdir {blocker}") == 1
+    assert "cannot write TensorBoard logs" in capsys.readouterr().err
+
+
 def test_cli_rejects_bad_arguments_with_status_2(capsys):
     assert cli.main(["init-stats", "--all", "--init", "he"]) == 2
     assert "--all runs the slides' five cases" in capsys.readouterr().err
