@@ -5,7 +5,9 @@ import math
 import pytest
 import torch
 
+import torchmanual.functional as F
 from torchmanual import init
+from torchmanual.nn import MLP
 from torchmanual.optim import SGD
 
 OUT, IN = 2000, 1000  # a weight in torch's (out, in) layout: fan_in = 1000, fan_out = 2000
@@ -181,18 +183,16 @@ def test_apply_unknown_scheme_lists_the_valid_names():
 
 
 def train_sigmoid_mlp(initialise, steps: int = 20) -> torch.nn.Sequential:
-    """The slides' symmetry experiment: Linear-Sigmoid-Linear, MSE regression, our SGD."""
+    """The slides' symmetry experiment: a torchmanual sigmoid MLP, MSE regression, our SGD."""
     g = gen(7)
     x = torch.randn(32, 3, generator=g, dtype=torch.float64)
     y = torch.randn(32, 1, generator=g, dtype=torch.float64)
-    model = torch.nn.Sequential(
-        torch.nn.Linear(3, 6), torch.nn.Sigmoid(), torch.nn.Linear(6, 1)
-    ).double()
+    model = MLP([3, 6, 1], activation="sigmoid", dtype=torch.float64)  # fc1, act1, fc2
     initialise(model)
     opt = SGD(model.parameters(), lr=0.5)
     for _ in range(steps):
         opt.zero_grad()
-        torch.nn.functional.mse_loss(model(x), y).backward()
+        F.mse_loss(model(x), y).backward()
         opt.step()
     return model
 
