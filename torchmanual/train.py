@@ -33,7 +33,8 @@ With ``checkpoint=PATH`` every epoch ends by atomically replacing PATH (a temp f
 same directory, flushed and fsync'ed, then ``os.replace``) with a dict of tensors and plain
 Python values — model and optimizer ``state_dict``, scheduler state, epoch, global step, the
 RNG states and the history — that ``torch.load(PATH, weights_only=True)`` reads. A process
-killed at any moment leaves the previous complete checkpoint. ``epochs`` is the run's total:
+killed at any moment leaves the previous complete checkpoint (and at worst its temp file,
+which the next save on that host removes). ``epochs`` is the run's total:
 ``resume=True`` with the same arguments continues from the checkpoint's epoch to ``epochs``
 and ends, on CPU, bit for bit where an uninterrupted run would have.
 
@@ -72,6 +73,7 @@ import math
 import os
 import pickle
 import re
+import socket
 import sys
 import time
 import uuid
@@ -259,7 +261,7 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
     payload = {**state, "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION}
     # A unique hidden name in the same directory: os.replace is atomic only within one
     # file system, and two writers must not share a temp file.
-    temp = directory / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+    temp = directory / f".{path.name}.{_HOST}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
     # os.open with 0o666 lets the umask decide the permissions, as a plain open() would.
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
@@ -273,6 +275,40 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
             os.unlink(temp)
         raise
     _fsync_directory(directory)
+    _remove_stale_temp_files(directory, path.name)
+
+
+_HOST = socket.gethostname().replace("/", "_") or "host"
+
+
+def _remove_stale_temp_files(directory: Path, name: str) -> None:
+    """Delete temp files of ``name`` left by writers on this host that no longer run.
+
+    A process killed mid-write (SIGKILL, power loss) leaves its temp file behind; the
+    checkpoint itself is whole. Only files naming this host and a dead process id go, so a
+    live writer's file, or another machine's on a shared file system, is never touched.
+    """
+    prefix = f".{name}.{_HOST}."
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(directory):
+            if not (entry.name.startswith(prefix) and entry.name.endswith(".tmp")):
+                continue
+            pid_text = entry.name[len(prefix) :].split(".", 1)[0]
+            if pid_text.isdigit() and not _process_exists(int(pid_text)):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+
+
+def _process_exists(pid: int) -> bool:
+    if pid == os.getpid() or os.name == "nt":  # (Windows' os.kill would terminate it)
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # someone else's process, or we cannot tell: leave its file alone
+    return True
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
