@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
 from numbers import Real
 
@@ -36,6 +36,7 @@ from torchmanual.autograd.activations import (
     Tanh,
 )
 from torchmanual.autograd.gates import Add, Exp, Linear, Max, Mul, Reciprocal, Scale, Shift
+from torchmanual.autograd.layers import FUSED_ACTIVATIONS, LayeredNetwork, LinearActivation
 from torchmanual.autograd.losses import (
     MSE,
     BinaryCrossEntropy,
@@ -54,7 +55,6 @@ GELU_APPROXIMATIONS = ("none", "tanh")
 # ---------------------------------------------------------------------------------------
 # Argument checks. Each names the function, the argument and the offending value.
 # ---------------------------------------------------------------------------------------
-
 
 # Opt-in check that float inputs hold no nan/inf (see check_finite); off by default.
 _CHECK_FINITE: ContextVar[bool] = ContextVar("torchmanual_check_finite", default=False)
@@ -84,6 +84,12 @@ def check_finite(enabled: bool = True) -> Iterator[None]:
         _CHECK_FINITE.reset(token)
 
 
+def _checking_finite() -> bool:
+    """Whether check_finite() is on; never while torch.compile traces (a ContextVar read is
+    a graph break, and the check itself needs a host sync)."""
+    return not torch.compiler.is_compiling() and _CHECK_FINITE.get()
+
+
 def _check_finite_tensor(fn: str, arg: str, x: Tensor) -> None:
     if not _checking_values(x):
         return
@@ -104,7 +110,7 @@ def _float_tensor(fn: str, arg: str, x: object) -> Tensor:
             f"{fn}(): {arg} must be a floating-point tensor to be differentiated "
             f"(float16, bfloat16, float32 or float64), got dtype {x.dtype}"
         )
-    if _CHECK_FINITE.get():
+    if _checking_finite():
         _check_finite_tensor(fn, arg, x)
     return x
 
@@ -112,7 +118,7 @@ def _float_tensor(fn: str, arg: str, x: object) -> Tensor:
 def _operand(fn: str, arg: str, y: object, like: Tensor) -> Tensor:
     """A second operand: a float tensor, or a Python number made into one (as torch does)."""
     if isinstance(y, Real) and not isinstance(y, bool):
-        if _CHECK_FINITE.get() and not math.isfinite(y):
+        if _checking_finite() and not math.isfinite(y):
             raise ValueError(f"{fn}(): {arg} is {y}; check_finite() is on")
         return torch.tensor(y, dtype=like.dtype, device=like.device)
     return _float_tensor(fn, arg, y)
@@ -209,9 +215,10 @@ def _class_target(
         )
     classes = input.shape[-1]
     in_range = ignore_index is not None and 0 <= ignore_index < classes
-    # NOTE: on the CPU the range check costs nothing: the Function's gather raises for an
-    # index outside 0..C-1, and _apply_class_loss turns that into the error below. On a
-    # GPU an out-of-range gather is a device-side assert, so the indices are read first.
+    # NOTE: on the CPU the range check costs nothing: the Function's kernels (gather,
+    # nll_loss) raise for an index outside 0..C-1, and _apply_class_loss turns that into
+    # the error below. On a GPU an out-of-range index is a device-side assert, so the
+    # indices are read first.
     if (target.is_cuda or in_range) and _checking_values(target):
         _check_class_indices(fn, target, classes, ignore_index)
     return target.long()
@@ -243,7 +250,7 @@ def _apply_class_loss(
     """``function.call(input, target, *args)``; a kernel's index error becomes a clear one."""
     try:
         return function.call(input, target, *args)
-    except RuntimeError:
+    except (RuntimeError, IndexError):
         if _checking_values(target):
             _check_class_indices(fn, target, input.shape[-1], ignore_index)
         raise
@@ -436,6 +443,126 @@ def maxout(input: Tensor, weight: Tensor, bias: Tensor | None = None, pieces: in
     return Maxout.call(input, weight, bias, pieces)
 
 
+def linear_activation(
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    activation: str = "relu",
+    *params: float | str,
+) -> Tensor:
+    """``activation(input Wᵀ + b)`` as one gate: an MLP layer with a single backward.
+
+    The same values and gradients as ``relu(linear(input, weight, bias))`` (and so on for
+    each activation), with one autograd node instead of two. ``activation`` is one of
+    ``relu, leaky_relu, elu, sigmoid, tanh, gelu, silu, softplus``; ``params`` its
+    arguments after the input, e.g. ``linear_activation(x, W, b, "leaky_relu", 0.2)``,
+    ``(..., "gelu", "tanh")``, ``(..., "softplus", beta, threshold)``.
+
+    Shape: input ``(*, in)``, weight ``(out, in)``, bias ``(out,)`` → ``(*, out)``.
+    """
+    fn = "linear_activation"
+    params = _activation_params(fn, activation, params)
+    input = _float_tensor(fn, "input", input)
+    weight = _float_tensor(fn, "weight", weight)
+    _check_affine(fn, input, weight, bias, rows=weight.shape[0] if weight.dim() else 0)
+    return LinearActivation.call(input, weight, bias, activation, params)
+
+
+def mlp(
+    input: Tensor,
+    weights: Sequence[Tensor],
+    biases: Sequence[Tensor | None] | None = None,
+    activation: str = "relu",
+    *params: float | str,
+) -> Tensor:
+    """A whole multilayer perceptron as one gate: ``W_L f(… f(W₁ x + b₁) …) + b_L``.
+
+    ``activation`` (one of relu, leaky_relu, elu, sigmoid, tanh, gelu, silu, softplus, with
+    its ``params`` as in :func:`linear_activation`) follows every layer but the last. The
+    same values and gradients as the chain of ``linear`` and activation calls, in one
+    autograd node whose backward is the slides' layer-by-layer δ recursion (section 8).
+
+    Shape: input ``(*, in)``; ``weights[l]`` ``(n_{l+1}, n_l)`` chaining from ``in`` to the
+    output size; ``biases[l]`` ``(n_{l+1},)`` or None (``biases=None``: no biases).
+    """
+    fn = "mlp"
+    params = _activation_params(fn, activation, params)
+    input = _float_tensor(fn, "input", input)
+    weights = list(weights)
+    biases = [None] * len(weights) if biases is None else list(biases)
+    if not weights or len(biases) != len(weights):
+        raise ValueError(
+            f"{fn}(): expected at least one weight and one bias (or None) per weight, got "
+            f"{len(weights)} weight(s) and {len(biases)} bias(es)"
+        )
+    layers: list[Tensor | None] = []
+    for i, (weight, bias) in enumerate(zip(weights, biases, strict=True)):
+        weight = _float_tensor(fn, f"weights[{i}]", weight)
+        rows = weight.shape[0] if weight.dim() else 0
+        if i == 0:
+            _check_affine(fn, input, weight, bias, rows=rows)
+        else:
+            _check_next_layer(fn, i, input, layers[-2], weight, bias)
+        layers += [weight, bias]
+    return LayeredNetwork.call(input, activation, params, *layers)
+
+
+def _check_next_layer(
+    fn: str, i: int, input: Tensor, previous: Tensor, weight: Tensor, bias: Tensor | None
+) -> None:
+    """Layer i ≥ 1 of a network: 2-D, fed by the previous layer's outputs, input's dtype."""
+    if weight.dim() != 2:
+        raise ValueError(
+            f"{fn}(): weights[{i}] must be 2-D (out, in), got shape {tuple(weight.shape)}"
+        )
+    if weight.shape[1] != previous.shape[0]:
+        raise ValueError(
+            f"{fn}(): weights[{i}] {tuple(weight.shape)} expects {weight.shape[1]} features "
+            f"but layer {i - 1} (weight {tuple(previous.shape)}) gives {previous.shape[0]}"
+        )
+    if bias is not None and _float_tensor(fn, f"biases[{i}]", bias).shape != weight.shape[:1]:
+        raise ValueError(
+            f"{fn}(): biases[{i}] must have shape ({weight.shape[0]},) to match weights[{i}] "
+            f"{tuple(weight.shape)}, got {tuple(bias.shape)}"
+        )
+    mixed = weight.dtype != input.dtype or (bias is not None and bias.dtype != input.dtype)
+    if mixed and not torch.is_autocast_enabled(input.device.type):
+        raise TypeError(
+            f"{fn}(): every weight and bias must share the input's dtype {input.dtype}, got "
+            f"weights[{i}] {weight.dtype}"
+            + (f", biases[{i}] {bias.dtype}" if bias is not None else "")
+        )
+
+
+def _activation_params(fn: str, activation: str, params: tuple) -> tuple:
+    """A fused layer's activation and its parameters, checked (numbers made floats)."""
+    spec = FUSED_ACTIVATIONS.get(activation)
+    if spec is not None and not params and not spec.params:
+        return ()
+    if spec is None:
+        raise ValueError(
+            f"{fn}(): activation={activation!r} is not valid; choose one of "
+            f"{', '.join(FUSED_ACTIVATIONS)}"
+        )
+    if len(params) != len(spec.params):
+        expected = ", ".join(spec.params) or "none"
+        raise TypeError(
+            f"{fn}(): {activation} takes {len(spec.params)} parameter(s) ({expected}), "
+            f"got {len(params)}: {params!r}"
+        )
+    if activation == "gelu":
+        if params[0] not in GELU_APPROXIMATIONS:
+            raise ValueError(
+                f"{fn}(): approximate={params[0]!r} is not valid; choose one of "
+                f"{', '.join(map(repr, GELU_APPROXIMATIONS))}"
+            )
+        return tuple(params)
+    params = tuple(_number(fn, name, p) for name, p in zip(spec.params, params, strict=True))
+    if activation == "softplus" and params[0] == 0:
+        raise ValueError(f"{fn}(): beta must be non-zero, got beta=0")
+    return params
+
+
 def batch_norm(
     input: Tensor,
     running_mean: Tensor | None,
@@ -489,7 +616,9 @@ def batch_norm(
     if running_mean is not None or running_var is not None:
         with torch.no_grad():
             dims = (0,) if input.dim() == 2 else (0, 2)
-            var, mean = torch.var_mean(input, dim=dims, unbiased=True)
+            # NOTE: float16/bfloat16 statistics in float32, as torch keeps its running ones.
+            stats_input = input.float() if input.dtype in (torch.float16, torch.bfloat16) else input
+            var, mean = torch.var_mean(stats_input, dim=dims, unbiased=True)
             # NOTE: momentum·new + (1 − momentum)·old, torch's order, for identical statistics.
             if running_mean is not None:
                 running_mean.copy_(momentum * mean + (1 - momentum) * running_mean)
@@ -634,9 +763,11 @@ __all__ = [
     "hinge_loss",
     "leaky_relu",
     "linear",
+    "linear_activation",
     "logistic_loss",
     "maximum",
     "maxout",
+    "mlp",
     "mse_loss",
     "mul",
     "multiclass_svm_loss",

@@ -4,7 +4,13 @@
 which is what the gradcheck suite and ``torchmanual gradcheck`` iterate over.
 """
 
-from torchmanual.autograd import activations, gates, losses, normalization  # noqa: F401
+from torchmanual.autograd import (  # noqa: F401
+    activations,
+    gates,
+    layers,
+    losses,
+    normalization,
+)
 from torchmanual.autograd.function import ManualFunction
 from torchmanual.autograd.registry import REGISTRY, Entry, Sample
 

@@ -94,34 +94,44 @@ def _autocast_cast(policy: str, device_type: str, args: tuple[Any, ...]) -> tupl
     )
 
 
-def _make_traceable_apply(cls: type, policy: dict[str, str]) -> Callable[..., Any]:
-    """``apply`` for ``torch.compile``: a jvp-free twin of ``cls``, the autocast policy inlined.
+def _twin(cls: type, role: str, methods: tuple[str, ...]) -> type[torch.autograd.Function]:
+    """A plain ``torch.autograd.Function`` sharing ``cls``'s own forward/backward/... .
 
-    The twin is a plain ``torch.autograd.Function`` (not a ManualFunction: it is not a new
-    gate, and the Tape does not observe compiled code) sharing ``cls``'s forward,
-    setup_context and backward, so Dynamo traces the same formulas into the graph.
+    Not a ManualFunction (it is not a new gate; the Tape observes the original's ``apply``),
+    so its ``apply`` is torch's own.
     """
-    twin = type(
+    return type(
         cls.__name__,
         (torch.autograd.Function,),
         {
-            "forward": _raw_attribute(cls, "forward"),
-            "setup_context": _raw_attribute(cls, "setup_context"),
-            "backward": _raw_attribute(cls, "backward"),
+            **{method: _raw_attribute(cls, method) for method in methods},
             "generate_vmap_rule": True,
             "__module__": cls.__module__,
-            "__qualname__": f"{cls.__qualname__}.traceable",
-            "__doc__": f"{cls.__name__} without its jvp, for torch.compile (Dynamo).",
+            "__qualname__": f"{cls.__qualname__}.{role}",
+            "__doc__": f"{cls.__name__}'s formulas, {role} ({', '.join(methods)}).",
         },
     )
+
+
+def _make_traceable_apply(
+    cls: type, policy: dict[str, str], internal_outputs: bool
+) -> Callable[..., Any]:
+    """``apply`` for ``torch.compile``: a jvp-free twin of ``cls``, the autocast policy inlined.
+
+    The twin shares ``cls``'s forward, setup_context and backward, so Dynamo traces the
+    same formulas into the graph.
+    """
+    twin = _twin(cls, "traceable", ("forward", "setup_context", "backward"))
 
     def traceable_apply(*args: Any) -> Any:
         device_type = _autocast_device(args)
         if device_type is None:
-            return twin.apply(*args)
-        cast = _autocast_cast(policy.get(device_type, FOLLOW), device_type, args)
-        with torch.autocast(device_type, enabled=False):
-            return twin.apply(*cast)
+            output = twin.apply(*args)
+        else:
+            cast = _autocast_cast(policy.get(device_type, FOLLOW), device_type, args)
+            with torch.autocast(device_type, enabled=False):
+                output = twin.apply(*cast)
+        return output[0] if internal_outputs else output
 
     return traceable_apply
 
@@ -137,13 +147,20 @@ class _ManualFunctionMeta(FunctionMeta):
         forward = _raw_attribute(cls, "forward")
         parameters = inspect.signature(getattr(forward, "__func__", forward)).parameters.values()
         # NOTE: the shortcut is only exact when forward has no defaults to fill in.
+        positional = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)
         cls._positional_only = all(
-            p.default is p.empty and p.kind is p.POSITIONAL_OR_KEYWORD for p in parameters
+            p.default is p.empty and p.kind in positional for p in parameters
         )
         cls._backward_cls.save_for_forward = _save_for_forward_in_dual_level
         cls._autocast_policy = _policy_by_device(cls.autocast)
         if "forward" in vars(cls) or name != "ManualFunction":
-            cls._traceable_apply = staticmethod(_make_traceable_apply(cls, cls._autocast_policy))
+            traceable = _make_traceable_apply(cls, cls._autocast_policy, cls.internal_outputs)
+            cls._traceable_apply = staticmethod(traceable)
+            if cls.internal_outputs:
+                # NOTE: torch.func transforms re-enter ``apply`` at their lowest level and
+                # need forward's whole tuple there; a twin's plain apply gives them that.
+                methods = ("forward", "setup_context", "backward", "jvp")
+                cls._functorch_twin = _twin(cls, "functorch", methods)
 
 
 class ManualFunction(torch.autograd.Function, metaclass=_ManualFunctionMeta):
@@ -160,12 +177,18 @@ class ManualFunction(torch.autograd.Function, metaclass=_ManualFunctionMeta):
     inputs to float32 (losses, exp); a dict gives a policy per device type. The Function
     itself then runs with autocast off, so its backward sees one dtype throughout.
 
+    ``internal_outputs = True``: ``forward`` returns ``(value, *internal)`` — tensors the
+    backward reads that are not part of the gate's value (Maxout's winning pieces, a fused
+    layer's pre-activation), returned rather than recomputed — and ``apply``/``call``
+    return the value alone.
+
     Call ``Fn.call(*args)`` (what ``torchmanual.functional`` does) to be traceable by
     ``torch.compile``; ``Fn.apply(*args)`` is the same thing in eager mode.
     """
 
     generate_vmap_rule = True
     autocast: ClassVar[str | dict[str, str]] = FOLLOW
+    internal_outputs: ClassVar[bool] = False
 
     @classmethod
     def apply(cls, *args: Any) -> Any:
@@ -176,12 +199,19 @@ class ManualFunction(torch.autograd.Function, metaclass=_ManualFunctionMeta):
                 cast = _autocast_cast(policy, device_type, args)
                 with torch.autocast(device_type, enabled=False):
                     return cls.apply(*cast)
-        if cls._positional_only and not torch._C._are_functorch_transforms_active():
-            # NOTE: what torch.autograd.Function.apply does, less its per-call
-            # inspect.signature() binding (~3x the cost of a tiny gate's arithmetic).
-            output = cls._base_apply(*unwrap_dead_wrappers(args))
+        if not torch._C._are_functorch_transforms_active():
+            if cls._positional_only:
+                # NOTE: what torch.autograd.Function.apply does, less its per-call
+                # inspect.signature() binding (~3x the cost of a tiny gate's arithmetic).
+                output = cls._base_apply(*unwrap_dead_wrappers(args))
+            else:
+                output = super().apply(*args)
+        elif cls.internal_outputs:
+            output = cls._functorch_twin.apply(*args)
         else:
             output = super().apply(*args)
+        if cls.internal_outputs:
+            output = output[0]
         if _observers:
             for observe in _observers:
                 observe(cls, args, output)

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from torchmanual.autograd.function import ManualFunction, sum_to, tangent
+from torchmanual.autograd.function import FLOAT32, LOWER, ManualFunction, sum_to, tangent
 from torchmanual.autograd.registry import (
     Sample,
     binary_edges,
@@ -150,6 +150,9 @@ class Exp(ManualFunction):
     1.0
     """
 
+    # NOTE: torch's CUDA autocast computes exp in float32 (CPU: in the input's dtype).
+    autocast = {"cuda": FLOAT32}
+
     @staticmethod
     def forward(x: Tensor) -> Tensor:
         return torch.exp(x)
@@ -180,6 +183,9 @@ class Reciprocal(ManualFunction):
     >>> Reciprocal.apply(x).backward(); round(x.grad.item(), 2)
     -0.53
     """
+
+    # NOTE: torch's CUDA autocast computes reciprocal in float32 (CPU: input's dtype).
+    autocast = {"cuda": FLOAT32}
 
     @staticmethod
     def forward(x: Tensor) -> Tensor:
@@ -295,6 +301,9 @@ class Linear(ManualFunction):
     >>> Linear.apply(x, W, None).sum().backward(); W.grad[0].tolist()
     [2.0, 2.0, 2.0]
     """
+
+    # NOTE: a matmul: torch's autocast runs linear/addmm in the lower precision.
+    autocast = LOWER
 
     @staticmethod
     def forward(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from torchmanual.autograd.function import ManualFunction, sum_to, tangent
+from torchmanual.autograd.function import FLOAT32, ManualFunction, sum_to, tangent
 from torchmanual.autograd.registry import (
     UNARY_SHAPES,
     Sample,
@@ -33,6 +33,15 @@ REDUCTIONS = ("mean", "sum", "none")
 _BCE_EPS = 9.999999960041972e-13
 # log p and log(1 - p) are clamped at -100, so p = 0 or 1 gives a finite loss (as torch).
 _BCE_LOG_MIN = -100.0
+
+
+# An ignore_index for F.nll_loss that no class index can equal.
+_NO_CLASS = -(2**63)
+
+
+def _reduction_is_valid(reduction: str) -> None:
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")
 
 
 def _reduce(loss: Tensor, reduction: str) -> Tensor:
@@ -259,6 +268,9 @@ class MSE(ManualFunction):
     [1.0, 3.0]
     """
 
+    # NOTE: losses in float32, as torch's autocast computes its own.
+    autocast = FLOAT32
+
     @staticmethod
     def forward(input: Tensor, target: Tensor, reduction: str) -> Tensor:
         diff = input - target
@@ -329,6 +341,9 @@ class Hinge(ManualFunction):
     [-1.0, 0.0, 0.0]
     """
 
+    # NOTE: losses in float32, as torch's autocast computes its own.
+    autocast = FLOAT32
+
     @staticmethod
     def forward(scores: Tensor, target: Tensor, reduction: str) -> Tensor:
         return _reduce(torch.relu(1 - target * scores), reduction)
@@ -385,6 +400,9 @@ class Logistic(ManualFunction):
     >>> loss.sum().backward(); f.grad.tolist()
     [-0.5, -1.0]
     """
+
+    # NOTE: losses in float32, as torch's autocast computes its own.
+    autocast = FLOAT32
 
     @staticmethod
     def forward(scores: Tensor, target: Tensor, reduction: str) -> Tensor:
@@ -509,8 +527,8 @@ def _log_softmax(x: Tensor) -> Tensor:
     Subtracting the row max makes it stable (no exp of a positive number).
     """
     # NOTE: the max is detached: softmax ignores shifts, so its gradient path is pure cost.
-    # NOTE: written out rather than torch.softmax, whose CPU kernel always goes parallel
-    # and costs milliseconds per call on small rows when the cores are busy.
+    # NOTE: written out (not torch.log_softmax) so that a backward differentiated again
+    # (double backward) uses only elementary ops whose derivatives are the slides' too.
     shifted = x - x.amax(-1, keepdim=True).detach()
     return shifted - torch.log(torch.exp(shifted).sum(-1, keepdim=True))
 
@@ -555,10 +573,20 @@ class CrossEntropy(ManualFunction):
     [-0.375, 0.125, 0.125, 0.125]
     """
 
+    # NOTE: losses in float32, as torch's autocast computes its own.
+    autocast = FLOAT32
+
     @staticmethod
     def forward(input: Tensor, target: Tensor, reduction: str) -> Tensor:
-        nll = -_log_softmax(input).gather(-1, target.unsqueeze(-1)).squeeze(-1)
-        return _reduce(nll, reduction)
+        # NOTE: the value −log softmax(x)[y], reduced, in torch's two kernels (the same
+        # stable formula as _log_softmax, row max first) instead of eleven small ops;
+        # forward computes values only, so no torch derivative is involved. No index is
+        # ignored (the int64 minimum cannot be a class), and any index outside 0..C-1
+        # raises IndexError, so functional.cross_entropy needs no check of its own on CPU.
+        _reduction_is_valid(reduction)
+        return F.nll_loss(
+            torch.log_softmax(input, -1), target, reduction=reduction, ignore_index=_NO_CLASS
+        )
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Tensor, Tensor, str], output: Tensor) -> None:
@@ -572,11 +600,17 @@ class CrossEntropy(ManualFunction):
         if not ctx.needs_input_grad[0]:
             return None, None, None
         x, target = ctx.saved_tensors
-        # NOTE: softmax recomputed from the saved input (not saved from forward), so the
-        # backward is differentiable in x and double backward works.
-        p = torch.exp(_log_softmax(x))
-        local = torch.where(_class_mask(x, target), p - 1, p)
-        return local * _upstream(grad, ctx.reduction, ctx.n, per_row=True), None, None
+        g = _upstream(grad, ctx.reduction, ctx.n, per_row=True)
+        if torch.is_grad_enabled():
+            # Double backward (create_graph): softmax recomputed from the saved input through
+            # the hand-written log-softmax, so this backward is differentiable in x by hand.
+            p = torch.exp(_log_softmax(x))
+            local = torch.where(_class_mask(x, target), p - 1, p)
+            return local * g, None, None
+        # NOTE: first order (no graph is recorded): the same p − onehot in three kernels —
+        # softmax, 1 subtracted in place at each target class, times the upstream share.
+        local = torch.softmax(x, -1).scatter_(-1, target.unsqueeze(-1), -1.0, reduce="add")
+        return local * g, None, None
 
     @staticmethod
     def jvp(ctx: Any, tx: Tensor | None, _target: None, _reduction: None) -> Tensor:
@@ -621,6 +655,9 @@ class BinaryCrossEntropy(ManualFunction):
     >>> loss.sum().backward(); [f"{g:.4g}" for g in p.grad.tolist()]
     ['-1.25', '-1e+12']
     """
+
+    # NOTE: losses in float32, as torch's autocast computes its own.
+    autocast = FLOAT32
 
     @staticmethod
     def forward(input: Tensor, target: Tensor, reduction: str) -> Tensor:
@@ -687,6 +724,9 @@ class BinaryCrossEntropyWithLogits(ManualFunction):
     >>> loss.backward(); z.grad.tolist() == (torch.sigmoid(z) - torch.tensor([1.0, 0.0])).tolist()
     True
     """
+
+    # NOTE: losses in float32, as torch's autocast computes its own.
+    autocast = FLOAT32
 
     @staticmethod
     def forward(input: Tensor, target: Tensor, reduction: str) -> Tensor:

@@ -145,8 +145,15 @@ class BatchNorm(ManualFunction):
                 )
             else:
                 grad_x = grad_x_hat * invstd
-        dtype = saved[0].dtype  # functional.batch_norm makes every tensor share x's dtype
-        grads = tuple(None if g is None else g.to(dtype) for g in (grad_x, grad_w, grad_b))
+        # Each gradient in its input's dtype: under autocast a bfloat16 x meets float32 γ, β,
+        # whose gradients stay float32 (computed in float32, never rounded to bfloat16).
+        x_dtype = saved[0].dtype
+        w_dtype = x_dtype if saved[1] is None else saved[1].dtype
+        grads = (
+            None if grad_x is None else grad_x.to(x_dtype),
+            None if grad_w is None else grad_w.to(w_dtype),
+            None if grad_b is None else grad_b.to(w_dtype),
+        )
         return (*grads, None, None, None)
 
     @staticmethod

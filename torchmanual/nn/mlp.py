@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import itertools
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
+from torch import Tensor
+from torch.nn.modules import module as _module
 
+from torchmanual import functional as F
+from torchmanual.autograd.function import _observers
 from torchmanual.nn.activation import (
     ELU,
     GELU,
@@ -35,6 +40,38 @@ ACTIVATIONS: dict[str, type[torch.nn.Module] | None] = {
     "maxout": None,  # the hidden layers themselves are Maxout units
 }
 
+# Activation modules a hidden Linear can be fused with: (name, parameters) for
+# functional.linear_activation. PReLU is not among them (its slope is a parameter).
+_FUSABLE: dict[type[torch.nn.Module], Callable[[Any], tuple[str, tuple[Any, ...]]]] = {
+    ReLU: lambda m: ("relu", ()),
+    LeakyReLU: lambda m: ("leaky_relu", (m.negative_slope,)),
+    ELU: lambda m: ("elu", (m.alpha,)),
+    Sigmoid: lambda m: ("sigmoid", ()),
+    Tanh: lambda m: ("tanh", ()),
+    GELU: lambda m: ("gelu", (m.approximate,)),
+    SiLU: lambda m: ("silu", ()),
+    Softplus: lambda m: ("softplus", (m.beta, m.threshold)),
+}
+
+
+def _unhooked(module: torch.nn.Module) -> bool:
+    """True when calling ``module`` would run its forward and nothing else (no hooks)."""
+    return not (
+        module._forward_hooks
+        or module._forward_pre_hooks
+        or module._backward_hooks
+        or module._backward_pre_hooks
+    )
+
+
+def _no_global_hooks() -> bool:
+    return not (
+        _module._global_forward_hooks
+        or _module._global_forward_pre_hooks
+        or _module._global_backward_hooks
+        or _module._global_backward_pre_hooks
+    )
+
 
 class MLP(torch.nn.Sequential):
     r"""A multilayer perceptron: ``Linear → activation`` per hidden layer, then ``Linear``.
@@ -47,6 +84,16 @@ class MLP(torch.nn.Sequential):
     ``torchmanual.init`` ('zeros', 'small', 'unit', 'xavier', 'glorot', 'he'); ``None``
     keeps torch.nn.Linear's default, so with the same seed an ``MLP`` holds the same
     weights as the equivalent ``torch.nn.Sequential``.
+
+    The whole network runs as one fused gate (:func:`torchmanual.functional.mlp`, whose
+    backward is the slides' layer-by-layer δ recursion: the same values and gradients, one
+    autograd node, far less per-layer overhead); with batch norm, Maxout, PReLU or a custom
+    activation in between, each hidden ``fc`` + ``act`` pair that can be fused still is
+    (:func:`torchmanual.functional.linear_activation`). Nothing is fused while something
+    watches the layers one by one — a forward/backward hook on them (e.g.
+    ``torchmanual.monitor``), a global module hook, a recording ``torchmanual.Tape``, or
+    ``torchmanual.functional.check_finite()`` — or when ``fuse`` is False: then every module
+    is called in turn, as ``torch.nn.Sequential`` would.
 
     Shape:
         - Input: ``(*, sizes[0])``
@@ -101,10 +148,65 @@ class MLP(torch.nn.Sequential):
                 )
         super().__init__(layers)
         self.sizes = sizes
+        self.fuse = True  # False: always call the layers one by one (teaching, debugging)
         if init is not None:
             from torchmanual.init import apply_  # init depends on torch only
 
             apply_(self, init)
+
+    def forward(self, input: Tensor) -> Tensor:
+        # NOTE: functional.check_finite() reports the first layer a nan reaches, so it
+        # wants the layers one by one too.
+        fuse = getattr(self, "fuse", True) and not _observers and not F._checking_finite()
+        if not (fuse and _no_global_hooks()):
+            return super().forward(input)
+        layers = list(self._modules.values())
+        network = _as_network(layers)
+        if network is not None:
+            weights, biases, (name, params) = network
+            return F.mlp(input, weights, biases, name, *params)
+        i = 0
+        while i < len(layers):
+            layer = layers[i]
+            act = layers[i + 1] if i + 1 < len(layers) else None
+            fusable = act is not None and type(layer) is Linear and type(act) in _FUSABLE
+            if fusable and _unhooked(layer) and _unhooked(act):
+                name, params = _FUSABLE[type(act)](act)
+                input = F.linear_activation(input, layer.weight, layer.bias, name, *params)
+                i += 2
+            else:
+                input = layer(input)
+                i += 1
+        return input
+
+
+def _as_network(layers: list[torch.nn.Module]) -> tuple[list, list, tuple[str, tuple]] | None:
+    """(weights, biases, (activation, params)) when the layers are Linear, act, …, Linear
+    with one fusable activation and no hooks anywhere; else None."""
+    if len(layers) % 2 == 0:
+        return None
+    weights, biases = [], []
+    activation = None
+    for i, m in enumerate(layers):
+        if not _unhooked(m):
+            return None
+        if i % 2 == 0:
+            if type(m) is not Linear:
+                return None
+            # NOTE: the parameter dict, not m.weight (Module.__getattr__ is slow Python); a
+            # parametrized Linear is a subclass, so it never gets here.
+            parameters = m._parameters
+            weights.append(parameters["weight"])
+            biases.append(parameters["bias"])
+            continue
+        fused = _FUSABLE.get(type(m))
+        if fused is None:
+            return None
+        this = fused(m)
+        if activation is not None and this != activation:
+            return None
+        activation = this
+    return weights, biases, activation or ("relu", ())  # (no hidden layer: unused)
 
 
 def _activation_factory(activation: str | type[torch.nn.Module]):
