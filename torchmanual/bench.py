@@ -300,7 +300,6 @@ class Settings:
     devices: tuple[str, ...] = ("cpu",)
     dtype: torch.dtype = torch.float32
     two_layer: bool = True
-    two_layer_rounds: int = 7
     seed: int = 0
 
 
@@ -418,7 +417,7 @@ def bench_two_layer(settings: Settings) -> dict[str, Any]:
     cpu = torch.device("cpu")
     warm_up([torchmanual_step, numpy_step], settings.warmup_seconds, cpu)
     steps = steps_for(numpy_step, settings.round_seconds, cpu)
-    timing = interleaved(torchmanual_step, numpy_step, settings.two_layer_rounds, steps, cpu)
+    timing = interleaved(torchmanual_step, numpy_step, settings.rounds, steps, cpu)
     return {
         "network": dict(TWO_LAYER),
         "dtype": "float64",
@@ -427,7 +426,7 @@ def bench_two_layer(settings: Settings) -> dict[str, Any]:
         "ratio": timing.ratio,  # torchmanual / numpy
         "ratio_min": min(timing.ratios),
         "ratio_max": max(timing.ratios),
-        "rounds": settings.two_layer_rounds,
+        "rounds": settings.rounds,
         "steps_per_round": steps,
         "meets_target": timing.ratio <= 1.0,
     }
