@@ -507,6 +507,20 @@ def mlp(
     return LayeredNetwork.call(input, activation, params, *layers)
 
 
+def _mlp_of_module(
+    input: Tensor, layers: list[Tensor | None], activation: str, params: tuple
+) -> Tensor:
+    """``mlp`` for ``torchmanual.nn.MLP``: its own layers are consistent by construction, so
+    only the input is checked (with ``mlp``'s messages)."""
+    input = _float_tensor("mlp", "input", input)
+    first = layers[0]
+    mismatch = input.dim() == 0 or input.shape[-1] != first.shape[1]
+    mixed = input.dtype != first.dtype and not torch.is_autocast_enabled(input.device.type)
+    if mismatch or mixed:
+        _check_affine("mlp", input, first, layers[1], rows=first.shape[0])
+    return LayeredNetwork.call(input, activation, params, *layers)
+
+
 def _check_next_layer(
     fn: str, i: int, input: Tensor, previous: Tensor, weight: Tensor, bias: Tensor | None
 ) -> None:

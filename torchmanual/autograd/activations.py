@@ -153,13 +153,13 @@ def _zero_where_not_positive(y: Tensor, t: Tensor) -> Tensor:
     """
     bits = _BITS.get(t.dtype)
     if (
-        bits is None
+        torch.compiler.is_compiling()  # first: Dynamo cannot trace the checks below
+        or bits is None
         or t.numel() < 8192  # NOTE: below this, where()'s one kernel beats four
         or y.shape != t.shape
         or torch.is_grad_enabled()
         or torch._C._are_functorch_transforms_active()
         or torch._C._functorch.is_legacy_batchedtensor(t)  # gradcheck's batched grad
-        or torch.compiler.is_compiling()
     ):
         return torch.where(y <= 0, 0.0, t)
     # NOTE: the same select on t's bits: AND with an all-ones (keep) or all-zeros (drop)

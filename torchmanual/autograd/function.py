@@ -49,6 +49,10 @@ def _save_for_forward_in_dual_level(ctx: Any, *tensors: Tensor | None) -> None:
         FunctionCtx.save_for_forward(ctx, *tensors)
 
 
+def _call_backward(ctx: Any, *grads: Any) -> Any:
+    return ctx._forward_cls.backward(ctx, *grads)
+
+
 def _raw_attribute(cls: type, name: str) -> Any:
     """``cls``'s own or inherited class attribute ``name``, unbound (a staticmethod object)."""
     for klass in cls.__mro__:
@@ -152,6 +156,9 @@ class _ManualFunctionMeta(FunctionMeta):
             p.default is p.empty and p.kind in positional for p in parameters
         )
         cls._backward_cls.save_for_forward = _save_for_forward_in_dual_level
+        # NOTE: the engine calls ctx.apply(*grads) per backward; torch's generic one looks up
+        # vjp/backward and a boxing flag each time. Ours define backward only: call it.
+        cls._backward_cls.apply = _call_backward
         cls._autocast_policy = _policy_by_device(cls.autocast)
         if "forward" in vars(cls) or name != "ManualFunction":
             traceable = _make_traceable_apply(cls, cls._autocast_policy, cls.internal_outputs)

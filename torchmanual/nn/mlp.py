@@ -163,8 +163,7 @@ class MLP(torch.nn.Sequential):
         layers = list(self._modules.values())
         network = _as_network(layers)
         if network is not None:
-            weights, biases, (name, params) = network
-            return F.mlp(input, weights, biases, name, *params)
+            return F._mlp_of_module(input, *network)
         i = 0
         while i < len(layers):
             layer = layers[i]
@@ -180,12 +179,12 @@ class MLP(torch.nn.Sequential):
         return input
 
 
-def _as_network(layers: list[torch.nn.Module]) -> tuple[list, list, tuple[str, tuple]] | None:
-    """(weights, biases, (activation, params)) when the layers are Linear, act, …, Linear
-    with one fusable activation and no hooks anywhere; else None."""
+def _as_network(layers: list[torch.nn.Module]) -> tuple[list, str, tuple] | None:
+    """([W₁, b₁, …], activation, params) when the layers are Linear, act, …, Linear with one
+    fusable activation and no hooks anywhere; else None."""
     if len(layers) % 2 == 0:
         return None
-    weights, biases = [], []
+    parameters_in_order = []
     activation = None
     for i, m in enumerate(layers):
         if not _unhooked(m):
@@ -196,8 +195,7 @@ def _as_network(layers: list[torch.nn.Module]) -> tuple[list, list, tuple[str, t
             # NOTE: the parameter dict, not m.weight (Module.__getattr__ is slow Python); a
             # parametrized Linear is a subclass, so it never gets here.
             parameters = m._parameters
-            weights.append(parameters["weight"])
-            biases.append(parameters["bias"])
+            parameters_in_order += [parameters["weight"], parameters["bias"]]
             continue
         fused = _FUSABLE.get(type(m))
         if fused is None:
@@ -206,7 +204,8 @@ def _as_network(layers: list[torch.nn.Module]) -> tuple[list, list, tuple[str, t
         if activation is not None and this != activation:
             return None
         activation = this
-    return weights, biases, activation or ("relu", ())  # (no hidden layer: unused)
+    name, params = activation or ("relu", ())  # (no hidden layer: unused)
+    return parameters_in_order, name, params
 
 
 def _activation_factory(activation: str | type[torch.nn.Module]):
