@@ -198,12 +198,12 @@ class LinearActivation(ManualFunction):
     ``(0.01,)`` for leaky_relu's slope, ``("tanh",)`` for gelu, ``(1.0, 20.0)`` softplus).
     Shapes as :class:`Linear`: ``x (*, in)``, ``W (out, in)``, ``b (out)`` → ``(*, out)``.
 
-    >>> x = torch.tensor([[1.0, -2.0]])
-    >>> w = torch.tensor([[1.0, 1.0], [1.0, 0.0]], requires_grad=True)
+    >>> x = torch.tensor([[1.0, 2.0]])
+    >>> w = torch.tensor([[-1.0, -1.0], [1.0, 0.0]], requires_grad=True)
     >>> a = LinearActivation.apply(x, w, None, "relu", ()); a.tolist()
     [[0.0, 1.0]]
-    >>> a.sum().backward(); w.grad.tolist()  # the dead unit (z = -1) gets no gradient
-    [[0.0, 0.0], [1.0, -2.0]]
+    >>> a.sum().backward(); w.grad.tolist()  # the dead unit (z = -3) gets no gradient
+    [[0.0, 0.0], [1.0, 2.0]]
     """
 
     # NOTE: a matmul layer runs in the autocast dtype, as torch's linear (and then its
@@ -374,13 +374,13 @@ class LayeredNetwork(ManualFunction):
     needs it) as internal outputs, so double backward through them is exact; ``apply``
     returns the network's output ``(*, out_L)``.
 
-    >>> x = torch.tensor([[1.0, -2.0]])
-    >>> w1 = torch.tensor([[1.0, 1.0], [1.0, 0.0]], requires_grad=True)
+    >>> x = torch.tensor([[1.0, 2.0]])
+    >>> w1 = torch.tensor([[-1.0, -1.0], [1.0, 0.0]], requires_grad=True)
     >>> w2 = torch.tensor([[1.0, 1.0]], requires_grad=True)
     >>> y = LayeredNetwork.apply(x, "relu", (), w1, None, w2, None); y.tolist()
     [[1.0]]
-    >>> y.backward(); w1.grad.tolist()  # the dead hidden unit (z = -1) gets no gradient
-    [[0.0, 0.0], [1.0, -2.0]]
+    >>> y.backward(); w1.grad.tolist()  # the dead hidden unit (z = -3) gets no gradient
+    [[0.0, 0.0], [1.0, 2.0]]
     """
 
     # NOTE: matmul layers run in the autocast dtype, as torch's linear layers would.
