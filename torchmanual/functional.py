@@ -308,10 +308,13 @@ def shift(x: Tensor, c: float) -> Tensor:
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """The affine gate ``input Wᵀ + b``, as torch.nn.functional.linear.
 
-    Shape: input ``(*, in)``, weight ``(out, in)``, bias ``(out,)`` → ``(*, out)``.
+    Shape: input ``(*, in)``, weight ``(out, in)``, bias ``(out,)`` → ``(*, out)``; as in
+    torch, a 0-d bias is added to every output. (torch's 1-D weight form is refused.)
     """
     input = _float_tensor("linear", "input", input)
     weight = _float_tensor("linear", "weight", weight)
+    if isinstance(bias, Tensor) and bias.dim() == 0 and weight.dim() == 2:
+        bias = bias.expand(weight.shape[0])  # a 0-d bias is added to every output, as torch
     _check_affine("linear", input, weight, bias, rows=weight.shape[0] if weight.dim() else 0)
     return Linear.call(input, weight, bias)
 

@@ -495,7 +495,9 @@ class MulticlassSVM(ManualFunction):
     def forward(scores: Tensor, target: Tensor, margin: float, reduction: str) -> Tensor:
         # NOTE: (margin - s_y) + s_j, torch's order, so exact ties land on 0 alike.
         z = margin - scores.gather(-1, target.unsqueeze(-1)) + scores
-        terms = torch.where(_class_mask(scores, target), 0.0, z.clamp_min(0))
+        # NOTE: terms with z > 0 only, torch's test: a nan term counts 0 (as in torch, and as
+        # backward's active set has it), where clamp_min(0) would make the loss nan.
+        terms = torch.where(~_class_mask(scores, target) & (z > 0), z, 0.0)
         return _reduce(terms.sum(-1), reduction)
 
     @staticmethod

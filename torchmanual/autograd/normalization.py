@@ -136,15 +136,18 @@ class BatchNorm(ManualFunction):
         if need_b:
             grad_b = grad.sum(dims)
         if need_x:
-            grad_x_hat = grad if weight is None else grad * _per_channel(weight, x)
+            # NOTE: dx̂ = γ dy, and γ is constant per channel, so it factors out of the means:
+            # dx = γ/σ (dy − mean(dy) − x̂ mean(dy x̂)). Scaling last (torch's order) keeps an
+            # infinite γ from turning the means of ±inf into nan.
+            scale = invstd if weight is None else invstd * _per_channel(weight, x)
             if mean is None:  # training: μ and σ² depend on x too
-                grad_x = invstd * (
-                    grad_x_hat
-                    - grad_x_hat.mean(dims, keepdim=True)
-                    - x_hat * (grad_x_hat * x_hat).mean(dims, keepdim=True)
+                grad_x = scale * (
+                    grad
+                    - grad.mean(dims, keepdim=True)
+                    - x_hat * (grad * x_hat).mean(dims, keepdim=True)
                 )
             else:
-                grad_x = grad_x_hat * invstd
+                grad_x = grad * scale
         # Each gradient in its input's dtype: under autocast a bfloat16 x meets float32 γ, β,
         # whose gradients stay float32 (computed in float32, never rounded to bfloat16).
         x_dtype = saved[0].dtype
