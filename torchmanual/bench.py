@@ -27,6 +27,7 @@ section 2) against its torchmanual twin in float64.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import platform
@@ -412,13 +413,30 @@ def two_layer_pair(seed: int = 0) -> tuple[Callable[[], None], Callable[[], None
     return numpy_step, torchmanual_step
 
 
+def _numpy_blas_threads(threads: int) -> tuple[contextlib.AbstractContextManager, int | None]:
+    """A context limiting numpy's BLAS to ``threads`` threads (via threadpoolctl, if present).
+
+    The comparison is then thread for thread: torch with its intra-op threads, numpy with as
+    many BLAS threads. Without threadpoolctl numpy keeps its BLAS's default.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # an optional dependency
+        return contextlib.nullcontext(), None
+    return threadpool_limits(limits=threads, user_api="blas"), threads
+
+
 def bench_two_layer(settings: Settings) -> dict[str, Any]:
     numpy_step, torchmanual_step = two_layer_pair(settings.seed)
     cpu = torch.device("cpu")
-    warm_up([torchmanual_step, numpy_step], settings.warmup_seconds, cpu)
-    steps = steps_for(numpy_step, settings.round_seconds, cpu)
-    timing = interleaved(torchmanual_step, numpy_step, settings.rounds, steps, cpu)
+    limit, numpy_threads = _numpy_blas_threads(torch.get_num_threads())
+    with limit:
+        warm_up([torchmanual_step, numpy_step], settings.warmup_seconds, cpu)
+        steps = steps_for(numpy_step, settings.round_seconds, cpu)
+        timing = interleaved(torchmanual_step, numpy_step, settings.rounds, steps, cpu)
     return {
+        "numpy_blas_threads": numpy_threads,  # None: numpy's BLAS default
+        "torch_threads": torch.get_num_threads(),
         "network": dict(TWO_LAYER),
         "dtype": "float64",
         "torchmanual_ms": timing.ours_median * 1e3,
@@ -544,9 +562,11 @@ def format_table(result: dict[str, Any]) -> str:
     if "two_layer" in result:
         t = result["two_layer"]
         net = t["network"]
+        blas = t["numpy_blas_threads"] or "default"
         lines.append(
             f"slides' two-layer loop (N={net['N']}, {net['D_in']}-{net['H']}-{net['D_out']}, "
-            f"float64): torchmanual {t['torchmanual_ms']:.3f} ms, numpy {t['numpy_ms']:.3f} ms "
+            f"float64; {t['torch_threads']} torch / {blas} numpy BLAS threads): "
+            f"torchmanual {t['torchmanual_ms']:.3f} ms, numpy {t['numpy_ms']:.3f} ms "
             f"per step, ratio {t['ratio']:.3f} ({t['ratio_min']:.2f}–{t['ratio_max']:.2f}) "
             + ("✓ no slower" if t["meets_target"] else "✗ slower")
         )

@@ -50,6 +50,7 @@ def _save_for_forward_in_dual_level(ctx: Any, *tensors: Tensor | None) -> None:
 
 
 def _call_backward(ctx: Any, *grads: Any) -> Any:
+    """What the autograd engine runs for a ManualFunction's node: its ``backward``."""
     return ctx._forward_cls.backward(ctx, *grads)
 
 
