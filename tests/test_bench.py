@@ -16,6 +16,7 @@ import pytest
 import torch
 
 import torchmanual.functional as F
+import torchmanual.nn as tnn
 from torchmanual import bench
 from torchmanual.cli import main
 from torchmanual.optim import SGD
@@ -173,6 +174,28 @@ def test_both_sides_do_the_same_math():
     step()
     for (name, p), q in zip(ours.state_dict().items(), theirs.state_dict().values(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-14, msg=name)
+
+
+@pytest.mark.parametrize(
+    "activation", ["relu", "leaky_relu", "elu", "sigmoid", "tanh", "gelu", "silu", "softplus"]
+)
+def test_fused_mlp_is_bit_for_bit_the_per_gate_mlp(activation):
+    """The fused network the bench times computes exactly what the gates one by one do."""
+    torch.manual_seed(0)
+    fused = tnn.MLP([5, 16, 8, 3], activation=activation, dtype=torch.float64)
+    per_gate = tnn.MLP([5, 16, 8, 3], activation=activation, dtype=torch.float64)
+    per_gate.load_state_dict(fused.state_dict())
+    per_gate.fuse = False
+    x = torch.randn(7, 5, dtype=torch.float64)
+    y = torch.randint(3, (7,))
+    results = []
+    for model in (fused, per_gate):
+        loss = F.cross_entropy(model(x), y)
+        results.append((loss, torch.autograd.grad(loss, list(model.parameters()))))
+    (loss_a, grads_a), (loss_b, grads_b) = results
+    assert torch.equal(loss_a, loss_b)
+    for a, b in zip(grads_a, grads_b, strict=True):
+        assert torch.equal(a, b)
 
 
 def test_interleaving_alternates_the_order():

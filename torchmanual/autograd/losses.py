@@ -44,6 +44,12 @@ def _reduction_is_valid(reduction: str) -> None:
         raise ValueError(f"reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")
 
 
+def _broadcast_numel(a: Tensor, b: Tensor) -> int:
+    """The number of per-element losses: the elements of a and b broadcast together."""
+    # NOTE: equal shapes (what functional passes) skip torch.broadcast_shapes' Python work.
+    return a.numel() if a.shape == b.shape else math.prod(torch.broadcast_shapes(a.shape, b.shape))
+
+
 def _reduce(loss: Tensor, reduction: str) -> Tensor:
     """The per-example losses summed ('sum'), averaged ('mean') or kept ('none')."""
     if reduction == "mean":
@@ -279,7 +285,7 @@ class MSE(ManualFunction):
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Tensor, Tensor, str], output: Tensor) -> None:
         input, target, ctx.reduction = inputs
-        ctx.n = math.prod(torch.broadcast_shapes(input.shape, target.shape))
+        ctx.n = _broadcast_numel(input, target)
         ctx.save_for_backward(input, target)
         ctx.save_for_forward(input, target)
 
@@ -351,7 +357,7 @@ class Hinge(ManualFunction):
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Tensor, Tensor, str], output: Tensor) -> None:
         scores, target, ctx.reduction = inputs
-        ctx.n = math.prod(torch.broadcast_shapes(scores.shape, target.shape))
+        ctx.n = _broadcast_numel(scores, target)
         ctx.save_for_backward(scores, target)
         ctx.save_for_forward(scores, target)
 
@@ -413,7 +419,7 @@ class Logistic(ManualFunction):
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Tensor, Tensor, str], output: Tensor) -> None:
         scores, target, ctx.reduction = inputs
-        ctx.n = math.prod(torch.broadcast_shapes(scores.shape, target.shape))
+        ctx.n = _broadcast_numel(scores, target)
         ctx.save_for_backward(scores, target)
         ctx.save_for_forward(scores, target)
 
@@ -490,6 +496,9 @@ class MulticlassSVM(ManualFunction):
     >>> loss.backward(); s.grad.tolist()
     [-1.0, 1.0, 0.0]
     """
+
+    # NOTE: losses in float32, as torch's autocast computes its own.
+    autocast = FLOAT32
 
     @staticmethod
     def forward(scores: Tensor, target: Tensor, margin: float, reduction: str) -> Tensor:
@@ -671,7 +680,7 @@ class BinaryCrossEntropy(ManualFunction):
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Tensor, Tensor, str], output: Tensor) -> None:
         input, target, ctx.reduction = inputs
-        ctx.n = math.prod(torch.broadcast_shapes(input.shape, target.shape))
+        ctx.n = _broadcast_numel(input, target)
         ctx.save_for_backward(input, target)
         ctx.save_for_forward(input, target)
 
@@ -739,7 +748,7 @@ class BinaryCrossEntropyWithLogits(ManualFunction):
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Tensor, Tensor, str], output: Tensor) -> None:
         input, target, ctx.reduction = inputs
-        ctx.n = math.prod(torch.broadcast_shapes(input.shape, target.shape))
+        ctx.n = _broadcast_numel(input, target)
         ctx.save_for_backward(input, target)
         ctx.save_for_forward(input, target)
 
