@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from torchmanual.autograd.function import FLOAT32, LOWER, ManualFunction, sum_to, tangent
+from torchmanual.autograd.function import FLOAT32, LOWER, ManualFunction, opmath, sum_to, tangent
 from torchmanual.autograd.gates import Linear
 from torchmanual.autograd.registry import (
     EDGE_VALUES,
@@ -35,13 +35,6 @@ _SQRT1_2 = math.sqrt(0.5)  # 1/√2
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)  # φ(0) = 1/√(2π)
 _TANH_BETA = math.sqrt(2.0 / math.pi)  # √(2/π)
 _TANH_KAPPA = 0.044715
-
-
-def _opmath(t: Tensor) -> Tensor:
-    """float16/bfloat16 as float32, the precision torch's own kernels compute them in."""
-    # NOTE: a multi-op formula rounded to half after every op drifts (GELU'(x) by ~8% near
-    # its zero); computing in float32 and rounding once is what torch does.
-    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
 
 
 def _variants(*makers: SampleMaker) -> SampleMaker:
@@ -416,7 +409,7 @@ class GELU(ManualFunction):
 
     @staticmethod
     def forward(x: Tensor, approximate: str) -> Tensor:
-        xo = _opmath(x)
+        xo = opmath(x)
         if approximate == "tanh":
             inner = _TANH_BETA * (xo + _TANH_KAPPA * (xo * xo * xo))
             return (0.5 * xo * (1 + torch.tanh(inner))).to(x.dtype)
@@ -445,12 +438,12 @@ class GELU(ManualFunction):
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
         (x,) = ctx.saved_tensors
         # NOTE: the terms in torch's order (ATen's GeluKernel), for bit-identical results.
-        return (_opmath(grad) * GELU._derivative(_opmath(x), ctx.approximate)).to(grad.dtype), None
+        return (opmath(grad) * GELU._derivative(opmath(x), ctx.approximate)).to(grad.dtype), None
 
     @staticmethod
     def jvp(ctx: Any, tx: Tensor, _: None) -> Tensor:
         (x,) = ctx.saved_tensors
-        return (_opmath(tx) * GELU._derivative(_opmath(x), ctx.approximate)).to(tx.dtype)
+        return (opmath(tx) * GELU._derivative(opmath(x), ctx.approximate)).to(tx.dtype)
 
 
 @register(F.silu, unary_samples(kinks=()), unary_edges())
@@ -468,7 +461,7 @@ class SiLU(ManualFunction):
     @staticmethod
     def forward(x: Tensor) -> Tensor:
         # NOTE: x / (1 + e⁻ˣ) is x·σ(x) in torch's form: at x = −1000 it gives −0, not nan.
-        xo = _opmath(x)
+        xo = opmath(x)
         return (xo / (1 + torch.exp(-xo))).to(x.dtype)
 
     @staticmethod
@@ -488,8 +481,8 @@ class SiLU(ManualFunction):
 
     @staticmethod
     def _times_derivative(x: Tensor, t: Tensor) -> Tensor:
-        x, s = _opmath(x), torch.sigmoid(_opmath(x))
-        return (_opmath(t) * s * (1 + x * (1 - s))).to(t.dtype)
+        x, s = opmath(x), torch.sigmoid(opmath(x))
+        return (opmath(t) * s * (1 + x * (1 - s))).to(t.dtype)
 
 
 def _softplus_edges(beta: float, threshold: float) -> SampleMaker:
@@ -521,7 +514,7 @@ class Softplus(ManualFunction):
 
     @staticmethod
     def forward(x: Tensor, beta: float, threshold: float) -> Tensor:
-        scaled = _opmath(x) * beta
+        scaled = opmath(x) * beta
         linear = scaled > threshold
         # NOTE: the linear part's βx is replaced by 0 before exp: no overflow to inf there.
         soft = torch.log1p(torch.exp(torch.where(linear, 0.0, scaled))) / beta
@@ -545,11 +538,11 @@ class Softplus(ManualFunction):
 
     @staticmethod
     def _times_derivative(ctx: Any, x: Tensor, t: Tensor) -> Tensor:
-        scaled = _opmath(x) * ctx.beta
+        scaled = opmath(x) * ctx.beta
         linear = scaled > ctx.threshold
         z = torch.exp(torch.where(linear, 0.0, scaled))
         # NOTE: t·z/(z+1), torch's form of t·σ(βx) (same algebra), for bit-identical results.
-        return torch.where(linear, t, (_opmath(t) * z / (z + 1)).to(t.dtype))
+        return torch.where(linear, t, (opmath(t) * z / (z + 1)).to(t.dtype))
 
 
 # ---------------------------------------------------------------------------------------

@@ -237,6 +237,16 @@ class ManualFunction(torch.autograd.Function, metaclass=_ManualFunctionMeta):
         return cls.apply(*args)
 
 
+def opmath(t: Tensor | None) -> Tensor | None:
+    """float16/bfloat16 as float32, the precision torch's own kernels compute them in."""
+    # NOTE: a multi-op formula rounded to half after every op drifts (GELU'(x) by ~8% near
+    # its zero; a variance summed in half loses the digits batch norm divides by);
+    # computing in float32 and rounding once is what torch does.
+    if t is not None and t.dtype in _HALF:
+        return t.float()
+    return t
+
+
 def tangent(t: Tensor | None, like: Tensor) -> Tensor:
     """A jvp input tangent, with ``None`` (no tangent given) read as zeros."""
     return torch.zeros_like(like) if t is None else t

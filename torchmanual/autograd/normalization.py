@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from torchmanual.autograd.function import ManualFunction, tangent
+from torchmanual.autograd.function import ManualFunction, opmath, tangent
 from torchmanual.autograd.registry import Sample, leaf, register, smooth_values
 
 
@@ -22,14 +22,6 @@ def _reduce_dims(x: Tensor) -> tuple[int, ...]:
 def _per_channel(v: Tensor, x: Tensor) -> Tensor:
     """A (C,) vector shaped to broadcast against x: (C,) for 2-D, (C, 1) for 3-D input."""
     return v if x.dim() == 2 else v.unsqueeze(-1)
-
-
-def _opmath(t: Tensor | None) -> Tensor | None:
-    # NOTE: half inputs are normalised in float32, as torch's kernel does: a variance summed
-    # in float16/bfloat16 loses the digits the normalisation divides by.
-    if t is not None and t.dtype in (torch.float16, torch.bfloat16):
-        return t.float()
-    return t
 
 
 def _statistics(x: Tensor, mean: Tensor | None, var: Tensor | None, eps: float):
@@ -104,7 +96,7 @@ class BatchNorm(ManualFunction):
     @staticmethod
     def forward(x, weight, bias, mean, var, eps: float) -> Tensor:
         dtype = x.dtype
-        x, weight, bias, mean, var = map(_opmath, (x, weight, bias, mean, var))
+        x, weight, bias, mean, var = map(opmath, (x, weight, bias, mean, var))
         mu, invstd = _statistics(x, mean, var, eps)
         y = (x - mu) * invstd
         if weight is not None:
@@ -124,8 +116,8 @@ class BatchNorm(ManualFunction):
     @staticmethod
     def backward(ctx: Any, grad: Tensor):
         saved = ctx.saved_tensors
-        x, weight, mean, var = map(_opmath, saved)
-        grad = _opmath(grad)
+        x, weight, mean, var = map(opmath, saved)
+        grad = opmath(grad)
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         dims = _reduce_dims(x)
         mu, invstd = _statistics(x, mean, var, ctx.eps)

@@ -14,11 +14,16 @@ HELP = "check every Function's hand-written backward (gradcheck, double backward
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "functions", nargs="*", metavar="FUNCTION",
+        "functions",
+        nargs="*",
+        metavar="FUNCTION",
         help=f"Functions to check (default: all): {', '.join(REGISTRY)}",
     )
     parser.add_argument(
-        "--checks", nargs="+", choices=CHECKS, default=list(CHECKS),
+        "--checks",
+        nargs="+",
+        choices=CHECKS,
+        default=list(CHECKS),
         help="which checks to run (default: all)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
