@@ -378,8 +378,15 @@ def _largest_finite(t) -> float:
     return finite.abs().max().item() if finite.numel() else 0.0
 
 
+# Entries checked from a template are composite (fused layers: a matmul, then an activation):
+# a 1-ulp difference in the pre-activation z, from another matmul path, is amplified by a
+# saturating derivative computed as 1 − y² (tanh at z ≈ 10 loses 8 of float64's digits, in
+# torch as here), so their tolerance is wider.
+TEMPLATE_TOLERANCE = {torch.float64: (1e-6, 1e-12), torch.float32: (2e-3, 1e-5)}
+
+
 def _tolerance(entry: Entry, args, dtype) -> tuple[float, float]:
-    rtol, atol = TOLERANCE[dtype]
+    rtol, atol = (TOLERANCE if entry.name in STRATEGIES else TEMPLATE_TOLERANCE)[dtype]
     if entry.name == "BatchNorm":
         # Rounding in x − μ (≈ ε_machine·|x|) is amplified by γ/√(σ² + ε) ≤ γ/√ε.
         x, weight, _, _, _, eps = args
