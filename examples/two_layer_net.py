@@ -84,8 +84,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'':12}{'first loss':>16}{'last loss':>16}")
     print(f"{'numpy':12}{numpy_losses[0]:>16.6f}{numpy_losses[-1]:>16.6f}")
     print(f"{'torchmanual':12}{torch_losses[0]:>16.6f}{torch_losses[-1]:>16.6f}")
-    print(f"largest relative difference over {args.steps} steps: "
-          f"{max_relative_difference(numpy_losses, torch_losses):.2e}")
+    print(
+        f"largest relative difference over {args.steps} steps: "
+        f"{max_relative_difference(numpy_losses, torch_losses):.2e}"
+    )
 
 
 if __name__ == "__main__":

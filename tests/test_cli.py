@@ -29,8 +29,14 @@ def test_every_command_module_exists_and_has_help(command, capsys):
 
 def test_python_dash_m_runs_the_cli():
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-m", "torchmanual", "--help"], env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "torchmanual", "--help"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0
     for command in COMMANDS:
         assert command in done.stdout

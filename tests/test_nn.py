@@ -39,11 +39,17 @@ DROP_INS = [
 
 def make_pair(name, args, kwargs, seed=0):
     torch.manual_seed(seed)
-    ours = getattr(tnn, name)(*args, **kwargs, dtype=F64) if _factory(name) else getattr(
-        tnn, name)(*args, **kwargs).double()
+    ours = (
+        getattr(tnn, name)(*args, **kwargs, dtype=F64)
+        if _factory(name)
+        else getattr(tnn, name)(*args, **kwargs).double()
+    )
     torch.manual_seed(seed)
-    theirs = getattr(torch.nn, name)(*args, **kwargs, dtype=F64) if _factory(name) else getattr(
-        torch.nn, name)(*args, **kwargs).double()
+    theirs = (
+        getattr(torch.nn, name)(*args, **kwargs, dtype=F64)
+        if _factory(name)
+        else getattr(torch.nn, name)(*args, **kwargs).double()
+    )
     return ours, theirs
 
 
@@ -87,13 +93,16 @@ def test_same_values_and_gradients_as_torch(case, training):
         out.backward(grad)
         expected.backward(grad)
         torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-10, atol=1e-12)
-        for (key, p), (_, p_ref) in zip(ours.named_parameters(), theirs.named_parameters(),
-                                        strict=True):
-            torch.testing.assert_close(p.grad, p_ref.grad, rtol=1e-10, atol=1e-12,
-                                       msg=f"step {step} {key}")
+        for (key, p), (_, p_ref) in zip(
+            ours.named_parameters(), theirs.named_parameters(), strict=True
+        ):
+            torch.testing.assert_close(
+                p.grad, p_ref.grad, rtol=1e-10, atol=1e-12, msg=f"step {step} {key}"
+            )
         for key, buf in theirs.state_dict().items():
-            torch.testing.assert_close(ours.state_dict()[key], buf, rtol=1e-12, atol=1e-14,
-                                       msg=f"step {step} buffer {key}")
+            torch.testing.assert_close(
+                ours.state_dict()[key], buf, rtol=1e-12, atol=1e-14, msg=f"step {step} buffer {key}"
+            )
 
 
 def test_factory_arguments_place_parameters():
@@ -131,8 +140,10 @@ LOSSES = [
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize(("name", "make"), LOSSES, ids=[n for n, _ in LOSSES])
 def test_loss_modules_match_torch(name, make, reduction):
-    ours, theirs = getattr(tnn, name)(reduction=reduction), getattr(torch.nn, name)(
-        reduction=reduction)
+    ours, theirs = (
+        getattr(tnn, name)(reduction=reduction),
+        getattr(torch.nn, name)(reduction=reduction),
+    )
     assert repr(ours) == repr(theirs)
     x, target = make()
     x.requires_grad_()
@@ -145,13 +156,22 @@ def test_loss_modules_match_torch(name, make, reduction):
 
 def test_slide_losses_against_torch_relatives():
     scores, sign = randn(6), torch.tensor([1.0, -1, 1, 1, -1, -1], dtype=F64)
-    torch.testing.assert_close(tnn.LogisticLoss()(scores, sign),
-                               torch.nn.SoftMarginLoss()(scores, sign), rtol=1e-12, atol=0)
-    torch.testing.assert_close(tnn.HingeLoss(reduction="none")(scores, sign),
-                               torch.relu(1 - sign * scores), rtol=0, atol=0)
+    torch.testing.assert_close(
+        tnn.LogisticLoss()(scores, sign),
+        torch.nn.SoftMarginLoss()(scores, sign),
+        rtol=1e-12,
+        atol=0,
+    )
+    torch.testing.assert_close(
+        tnn.HingeLoss(reduction="none")(scores, sign), torch.relu(1 - sign * scores), rtol=0, atol=0
+    )
     s, y = randn(5, 4), torch.tensor([0, 3, 1, 2, 3])
-    torch.testing.assert_close(tnn.MulticlassSVMLoss(margin=0.5)(s, y),
-                               torch.nn.MultiMarginLoss(margin=0.5)(s, y) * 4, rtol=1e-12, atol=0)
+    torch.testing.assert_close(
+        tnn.MulticlassSVMLoss(margin=0.5)(s, y),
+        torch.nn.MultiMarginLoss(margin=0.5)(s, y) * 4,
+        rtol=1e-12,
+        atol=0,
+    )
 
 
 def torch_mlp(sizes, act=torch.nn.ReLU):
@@ -178,6 +198,7 @@ def test_mlp_is_the_equivalent_torch_sequential():
 
 def test_drop_in_training_changes_no_number():
     """Swap torch.nn for torchmanual.nn in a float64 training loop: same trajectory."""
+
     def train(nn, optim_cls):
         torch.manual_seed(0)
         model = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 2)).double()
