@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from torchmanual.autograd import REGISTRY
-from torchmanual.autograd.registry import Entry, Sample
+from torchmanual.autograd.registry import Entry
 
 CHECKS = ("gradcheck", "gradgradcheck", "forward_ad", "vmap", "undefined_grad")
 
@@ -207,7 +207,6 @@ def check_all(
 __all__ = [
     "CHECKS",
     "CheckResult",
-    "Sample",
     "check",
     "check_all",
     "check_entry",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -54,7 +54,7 @@ class Entry:
     ``samples`` are smooth points (away from kinks) for the gradcheck family and the torch
     comparison; ``edge_samples`` are kinks at exactly 0, extremes and non-finite values,
     compared with torch only (a numerical derivative is meaningless there).
-    ``reference`` is torch's own op taking the same arguments as ``call``.
+    ``reference`` is torch's own op taking the same arguments as the Function.
     """
 
     name: str
@@ -62,13 +62,11 @@ class Entry:
     reference: Callable[..., Tensor]
     samples: SampleMaker
     edge_samples: SampleMaker | None = None
-    call: Callable[..., Tensor] | None = None
-    # Tolerances for the float32 comparison with torch (float64 is held to 1e-10).
+    # Tolerances for the float32 comparison with torch (float64 is held to 1e-12).
     float32_tol: tuple[float, float] = (1e-5, 1e-6)
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __call__(self, *args: Any) -> Tensor:
-        return (self.call or self.function.apply)(*args)
+        return self.function.apply(*args)
 
 
 REGISTRY: dict[str, Entry] = {}
@@ -80,7 +78,6 @@ def register(
     edge_samples: SampleMaker | None = None,
     *,
     name: str | None = None,
-    call: Callable[..., Tensor] | None = None,
     float32_tol: tuple[float, float] = (1e-5, 1e-6),
 ) -> Callable[[type[ManualFunction]], type[ManualFunction]]:
     """Class decorator: put a Function in ``REGISTRY`` (and so under test)."""
@@ -89,7 +86,7 @@ def register(
         key = name or function.__name__
         if key in REGISTRY:
             raise ValueError(f"a Function named {key!r} is already registered")
-        REGISTRY[key] = Entry(key, function, reference, samples, edge_samples, call, float32_tol)
+        REGISTRY[key] = Entry(key, function, reference, samples, edge_samples, float32_tol)
         return function
 
     return decorate
