@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -398,14 +399,10 @@ def _run(
 
     start = time.perf_counter()
     try:
-        if monitor is not None:
-            with monitor:
-                history = _fit(
-                    args, settings, net, loss_fn, optimizer, scheduler, problem, device, monitor
-                )
-        else:
+        # The monitor's hooks are removed when the block ends, also on an exception.
+        with monitor if monitor is not None else contextlib.nullcontext():
             history = _fit(
-                args, settings, net, loss_fn, optimizer, scheduler, problem, device, None
+                args, settings, net, loss_fn, optimizer, scheduler, problem, device, monitor
             )
     except CheckpointError as error:
         return _fail(str(error).splitlines()[0], 1, world)
