@@ -221,7 +221,7 @@ def _class_target(
     # indices are read first.
     if (target.is_cuda or in_range) and _checking_values(target):
         _check_class_indices(fn, target, classes, ignore_index)
-    return target.long()
+    return target if target.dtype is torch.int64 else target.long()
 
 
 def _check_class_indices(fn: str, target: Tensor, classes: int, ignore_index: int | None) -> None:

@@ -173,8 +173,10 @@ def _zero_where_not_positive(y: Tensor, t: Tensor, overwrite: bool = False) -> T
     torch.clamp_max(mask, _ONE_BITS[bits], out=mask)
     # (torch.bitwise_and, not ``&``: Tensor.__and__ adds a Python wrapper per call.)
     t_bits = t.view(bits)
-    out = t_bits if overwrite else None
-    return torch.bitwise_and(t_bits, mask.neg_(), out=out).view(t.dtype)
+    if overwrite:
+        torch.bitwise_and(t_bits, mask.neg_(), out=t_bits)
+        return t
+    return torch.bitwise_and(t_bits, mask.neg_()).view(t.dtype)
 
 
 @register(torch.relu, unary_samples(), unary_edges())
