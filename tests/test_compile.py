@@ -91,7 +91,7 @@ def test_explain_reports_one_graph_and_no_break():
     "make",
     [
         pytest.param(lambda: tnn.MLP([6, 16, 16, 3]), id="MLP fused"),
-        # (hidden 8 × 1024 ≥ 8192 values: ReLU's backward takes its large-tensor path)
+        # (hidden 8 × 1024 ≥ 4096 values: ReLU's backward takes its large-tensor path)
         pytest.param(lambda: tnn.MLP([6, 1024, 3]), id="MLP wide"),
         pytest.param(lambda: torch.nn.Sequential(tnn.Linear(6, 1024), tnn.ReLU()), id="ReLU wide"),
         pytest.param(lambda: tnn.MLP([6, 16, 3], activation="gelu"), id="MLP gelu"),
