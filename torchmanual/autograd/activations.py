@@ -137,7 +137,7 @@ _BITS = {
     torch.bfloat16: torch.int16,
 }
 # NOTE: 0-d CPU constants for the CPU hot path: an op given a Python number wraps it in a
-# fresh tensor on every call (~5 µs here, more than the kernel on a small tensor); a 0-d
+# fresh tensor on every call (~4 µs here, more than the kernel on a small tensor); a 0-d
 # tensor of any float dtype leaves the result's dtype to the other operand.
 _ZERO = torch.zeros(())
 _ONE_BITS = {bits: torch.ones((), dtype=bits) for bits in set(_BITS.values())}
@@ -151,8 +151,9 @@ def _zero_where_not_positive(y: Tensor, t: Tensor, overwrite: bool = False) -> T
     ``overwrite``: ``t`` is a temporary of the caller's, which the CPU fast path may
     reuse for the result instead of allocating one.
     """
-    if torch.compiler.is_compiling() or t.device.type != "cpu":  # compiling: checked first,
-        return torch.where(y <= 0, 0.0, t)  # Dynamo cannot trace the checks below
+    # (is_compiling first: Dynamo cannot trace the checks below.)
+    if torch.compiler.is_compiling() or t.device.type != "cpu":
+        return torch.where(y <= 0, 0.0, t)
     bits = _BITS.get(t.dtype)
     if (
         bits is None

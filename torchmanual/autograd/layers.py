@@ -95,7 +95,7 @@ def _activation_times(
     """
     if spec.function is ReLU:
         # NOTE: ReLU.backward's own formula, called without a context object; reusing t's
-        # memory spares an allocation per layer (a page fault per 4 KiB when it is new).
+        # memory spares an allocation per layer.
         return _zero_where_not_positive(saved, t, overwrite and not jvp)
     ctx = _ActivationContext(saved, spec.params, params)
     if jvp:
