@@ -6,6 +6,10 @@ import itertools
 
 import pytest
 import torch
+from torch.optim.optimizer import (
+    register_optimizer_step_post_hook,
+    register_optimizer_step_pre_hook,
+)
 
 from torchmanual import optim
 
@@ -263,6 +267,61 @@ def test_zero_grad_like_torch():
     assert all(torch.equal(p.grad, torch.zeros_like(p)) for p in m.parameters())
     opt.zero_grad()
     assert all(p.grad is None for p in m.parameters())
+
+
+def test_step_hooks_run_as_torch_runs_them():
+    """SGD's step wrapper is lighter than torch.optim's (no profiler range unless one
+    records) but runs the same hooks in the same order with the same arguments."""
+    m = make_model()
+    calls: list[tuple[str, object]] = []
+    for cls in (optim.SGD, torch.optim.SGD):
+        opt = cls(m.parameters(), lr=0.1)
+        calls.clear()
+
+        def replace_closure(o, args, kwargs):
+            calls.append(("pre", args[0] is o))
+            return (args[0],), {"closure": lambda: 7.0}  # pre-hooks may replace the arguments
+
+        handles = [
+            register_optimizer_step_pre_hook(lambda o, a, k: calls.append(("global pre", len(a)))),
+            opt.register_step_pre_hook(replace_closure),
+            opt.register_step_post_hook(lambda o, a, k: calls.append(("post", k["closure"]()))),
+            register_optimizer_step_post_hook(lambda o, a, k: calls.append(("global post", None))),
+        ]
+        try:
+            backward(m, make_data())
+            assert opt.step() == 7.0
+        finally:
+            for handle in handles:
+                handle.remove()
+        assert calls == [("global pre", 1), ("pre", True), ("post", 7.0), ("global post", None)]
+        bad = opt.register_step_pre_hook(lambda o, a, k: "not a tuple")
+        with pytest.raises(RuntimeError, match="must return None or a tuple"):
+            opt.step()
+        bad.remove()
+
+
+def test_profiler_sees_torchs_optimizer_ranges():
+    m = make_model()
+    opt = optim.SGD(m.parameters(), lr=0.1)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        backward(m, make_data())
+        opt.step()
+        opt.zero_grad()
+    names = {event.key for event in prof.key_averages()}
+    assert {"Optimizer.step#SGD.step", "Optimizer.zero_grad#SGD.zero_grad"} <= names
+    assert all(p.grad is None for p in m.parameters())
+
+
+def test_lr_scheduler_sees_the_step_called(recwarn):
+    """torch's schedulers warn when their step comes before optimizer.step; it does not."""
+    m = make_model()
+    opt = optim.SGD(m.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    train_step(m, opt, make_data())
+    scheduler.step()
+    assert not [w for w in recwarn if "lr_scheduler.step()" in str(w.message)]
+    assert opt.param_groups[0]["lr"] == 0.05
 
 
 def test_tensor_lr_matches_float_lr():
