@@ -12,6 +12,7 @@ import io
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -109,9 +110,25 @@ def test_matmul_and_two_layer_sections(report):
     two = report["two_layer"]
     assert two["network"] == {"N": 64, "D_in": 1000, "H": 100, "D_out": 10, "lr": 1e-4}
     assert two["dtype"] == "float64"
-    for key in ("torchmanual_ms", "numpy_ms", "ratio"):
+    for key in ("torchmanual_ms", "numpy_ms", "ratio", "torch_ms", "torch_ratio"):
         assert positive_finite(two[key])
     assert isinstance(two["meets_target"], bool)
+
+
+def test_two_layer_steps_take_the_same_step():
+    """numpy, torchmanual and plain torch run the slides' loop on the same arrays and take
+    the same steps, so the bench compares the same arithmetic."""
+    numpy_step, torchmanual_step = bench.two_layer_pair(seed=3)
+    torch_step = bench.two_layer_torch_step(seed=3)
+    start = [w.copy() for w in numpy_step.weights()]
+    for _ in range(3):
+        for step in (numpy_step, torchmanual_step, torch_step):
+            step()
+    expected = numpy_step.weights()
+    assert all(not np.array_equal(w, w0) for w, w0 in zip(expected, start, strict=True))
+    for step in (torchmanual_step, torch_step):
+        for w, e in zip(step.weights(), expected, strict=True):
+            np.testing.assert_allclose(w, e, rtol=1e-10, atol=1e-12)
 
 
 def test_table_on_stdout():

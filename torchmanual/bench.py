@@ -379,12 +379,18 @@ def cuda_graphed(step: Callable[[], None], device: torch.device) -> Callable[[],
 TWO_LAYER = {"N": 64, "D_in": 1000, "H": 100, "D_out": 10, "lr": 1e-4}
 
 
-def two_layer_pair(seed: int = 0) -> tuple[Callable[[], None], Callable[[], None]]:
-    """The slides' numpy step and the same step in torchmanual (float64, same arrays)."""
-    n, d_in, h, d_out, lr = (TWO_LAYER[k] for k in ("N", "D_in", "H", "D_out", "lr"))
+def _two_layer_arrays(seed: int) -> tuple[np.ndarray, ...]:
+    """x, y, W1, W2 of the slides' two-layer loop (numpy's layout: W1 (D_in, H))."""
+    n, d_in, h, d_out = (TWO_LAYER[k] for k in ("N", "D_in", "H", "D_out"))
     rng = np.random.default_rng(seed)
     x, y = rng.standard_normal((n, d_in)), rng.standard_normal((n, d_out))
-    w1, w2 = rng.standard_normal((d_in, h)), rng.standard_normal((h, d_out))
+    return x, y, rng.standard_normal((d_in, h)), rng.standard_normal((h, d_out))
+
+
+def two_layer_pair(seed: int = 0) -> tuple[Callable[[], None], Callable[[], None]]:
+    """The slides' numpy step and the same step in torchmanual (float64, same arrays)."""
+    lr = TWO_LAYER["lr"]
+    x, y, w1, w2 = _two_layer_arrays(seed)
     np_w1, np_w2 = w1.copy(), w2.copy()
 
     def numpy_step() -> None:  # SLIDES.md section 2, verbatim
@@ -398,7 +404,10 @@ def two_layer_pair(seed: int = 0) -> tuple[Callable[[], None], Callable[[], None
         np_w1[...] -= lr * grad_w1
         np_w2[...] -= lr * grad_w2
 
-    model = tnn.MLP([d_in, h, d_out], activation="sigmoid", bias=False, dtype=torch.float64)
+    numpy_step.weights = lambda: (np_w1, np_w2)  # type: ignore[attr-defined]
+
+    sizes = [w1.shape[0], w1.shape[1], w2.shape[1]]
+    model = tnn.MLP(sizes, activation="sigmoid", bias=False, dtype=torch.float64)
     with torch.no_grad():
         model.fc1.weight.copy_(torch.from_numpy(w1.T))
         model.fc2.weight.copy_(torch.from_numpy(w2.T))
@@ -410,7 +419,37 @@ def two_layer_pair(seed: int = 0) -> tuple[Callable[[], None], Callable[[], None
         F.mse_loss(model(tx), ty, reduction="sum").backward()  # the slides' Σ (ŷ − y)²
         optimizer.step()
 
+    torchmanual_step.weights = lambda: _numpy_layout(model.fc1, model.fc2)  # type: ignore[attr-defined]
     return numpy_step, torchmanual_step
+
+
+def _numpy_layout(*layers: torch.nn.Module) -> tuple[np.ndarray, ...]:
+    """Each layer's weight as the slides' numpy loop holds it: ``(in, out)``."""
+    return tuple(layer.weight.detach().numpy().T for layer in layers)
+
+
+def two_layer_torch_step(seed: int = 0) -> Callable[[], None]:
+    """The same step in plain torch (torch.nn, autograd, torch.optim.SGD): the reference for
+    what autograd itself costs against the slides' hand-written numpy loop."""
+    x, y, w1, w2 = _two_layer_arrays(seed)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(w1.shape[0], w1.shape[1], bias=False, dtype=torch.float64),
+        torch.nn.Sigmoid(),
+        torch.nn.Linear(w2.shape[0], w2.shape[1], bias=False, dtype=torch.float64),
+    )
+    with torch.no_grad():
+        model[0].weight.copy_(torch.from_numpy(w1.T))
+        model[2].weight.copy_(torch.from_numpy(w2.T))
+    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+    optimizer = torch.optim.SGD(model.parameters(), lr=TWO_LAYER["lr"])
+
+    def torch_step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        TF.mse_loss(model(tx), ty, reduction="sum").backward()
+        optimizer.step()
+
+    torch_step.weights = lambda: _numpy_layout(model[0], model[2])  # type: ignore[attr-defined]
+    return torch_step
 
 
 def _numpy_blas_threads(threads: int) -> tuple[contextlib.AbstractContextManager, int | None]:
@@ -428,12 +467,15 @@ def _numpy_blas_threads(threads: int) -> tuple[contextlib.AbstractContextManager
 
 def bench_two_layer(settings: Settings) -> dict[str, Any]:
     numpy_step, torchmanual_step = two_layer_pair(settings.seed)
+    torch_step = two_layer_torch_step(settings.seed)
     cpu = torch.device("cpu")
     limit, numpy_threads = _numpy_blas_threads(torch.get_num_threads())
     with limit:
-        warm_up([torchmanual_step, numpy_step], settings.warmup_seconds, cpu)
+        warm_up([torchmanual_step, numpy_step, torch_step], settings.warmup_seconds, cpu)
         steps = steps_for(numpy_step, settings.round_seconds, cpu)
         timing = interleaved(torchmanual_step, numpy_step, settings.rounds, steps, cpu)
+        # The same loop in plain torch, against numpy the same way: autograd's own cost.
+        reference = interleaved(torch_step, numpy_step, settings.rounds, steps, cpu)
     return {
         "numpy_blas_threads": numpy_threads,  # None: numpy's BLAS default
         "torch_threads": torch.get_num_threads(),
@@ -444,6 +486,8 @@ def bench_two_layer(settings: Settings) -> dict[str, Any]:
         "ratio": timing.ratio,  # torchmanual / numpy
         "ratio_min": min(timing.ratios),
         "ratio_max": max(timing.ratios),
+        "torch_ms": reference.ours_median * 1e3,
+        "torch_ratio": reference.ratio,  # plain torch (autograd) / numpy
         "rounds": settings.rounds,
         "steps_per_round": steps,
         "meets_target": timing.ratio <= 1.0,
@@ -569,6 +613,8 @@ def format_table(result: dict[str, Any]) -> str:
             f"torchmanual {t['torchmanual_ms']:.3f} ms, numpy {t['numpy_ms']:.3f} ms "
             f"per step, ratio {t['ratio']:.3f} ({t['ratio_min']:.2f}–{t['ratio_max']:.2f}) "
             + ("✓ no slower" if t["meets_target"] else "✗ slower")
+            + f"; plain torch (torch.nn, autograd, torch.optim) {t['torch_ms']:.3f} ms, "
+            f"ratio {t['torch_ratio']:.3f}"
         )
     m = result["machine"]
     lines.append(
@@ -597,4 +643,5 @@ __all__ = [
     "run",
     "saved_for_backward",
     "two_layer_pair",
+    "two_layer_torch_step",
 ]
