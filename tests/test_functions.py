@@ -144,3 +144,26 @@ def test_half_precision_matches_torch(name, dtype):
 def test_registry_is_exported():
     assert autograd.REGISTRY is REGISTRY
     assert {"Add", "Mul", "Max", "Exp", "Reciprocal", "Scale", "Shift", "Linear"} <= set(REGISTRY)
+
+
+def test_a_tensor_that_escaped_a_torch_func_transform_is_unwrapped_as_torch_does():
+    """A tensor kept from inside ``torch.func.grad`` is a dead functorch wrapper afterwards;
+    apply must hand forward the plain tensor underneath (torch's Function.apply does)."""
+    from torch._C._functorch import is_functorch_wrapped_tensor
+
+    from torchmanual.autograd.activations import Sigmoid
+
+    escaped = []
+    torch.func.grad(lambda x: escaped.append(x) or x.sum())(torch.tensor([0.5, -1.0]))
+    (dead,) = escaped
+    assert is_functorch_wrapped_tensor(dead)
+    seen = []
+    forward = Sigmoid.forward
+    try:
+        Sigmoid.forward = staticmethod(lambda x: seen.append(x) or forward(x))
+        out = Sigmoid.apply(dead)
+    finally:
+        Sigmoid.forward = forward
+    assert seen and not any(is_functorch_wrapped_tensor(x) for x in seen)
+    assert not out.requires_grad
+    assert torch.equal(out, torch.sigmoid(torch.tensor([0.5, -1.0])))
