@@ -266,25 +266,25 @@ def _with_step_hooks(step: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(step)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        self = args[0]
+        optimizer = args[0]
         if _profiling():
-            name = f"Optimizer.step#{type(self).__name__}.step"
+            name = f"Optimizer.step#{type(optimizer).__name__}.step"
             with torch.autograd.profiler.record_function(name):
-                return _run_with_step_hooks(step, self, args, kwargs)
-        return _run_with_step_hooks(step, self, args, kwargs)
+                return _run_with_step_hooks(step, optimizer, args, kwargs)
+        return _run_with_step_hooks(step, optimizer, args, kwargs)
 
     return wrapper
 
 
 def _run_with_step_hooks(
-    step: Callable[..., Any], self: torch.optim.Optimizer, args: tuple, kwargs: dict
+    step: Callable[..., Any], optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict
 ) -> Any:
     # (the hooks receive args with the optimizer first, as torch passes them)
     for pre_hook in itertools.chain(
         _torch_optimizer._global_optimizer_pre_hooks.values(),
-        self._optimizer_step_pre_hooks.values(),
+        optimizer._optimizer_step_pre_hooks.values(),
     ):
-        result = pre_hook(self, args, kwargs)
+        result = pre_hook(optimizer, args, kwargs)
         if result is not None:
             if not (isinstance(result, tuple) and len(result) == 2):
                 raise RuntimeError(
@@ -293,12 +293,12 @@ def _run_with_step_hooks(
                 )
             args, kwargs = result
     out = step(*args, **kwargs)
-    self._optimizer_step_code()
+    optimizer._optimizer_step_code()
     for post_hook in itertools.chain(
-        self._optimizer_step_post_hooks.values(),
+        optimizer._optimizer_step_post_hooks.values(),
         _torch_optimizer._global_optimizer_post_hooks.values(),
     ):
-        post_hook(self, args, kwargs)
+        post_hook(optimizer, args, kwargs)
     return out
 
 
