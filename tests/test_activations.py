@@ -29,6 +29,7 @@ from torchmanual.autograd.activations import (
     _zero_where_not_positive,
 )
 from torchmanual.autograd.gates import Add, Mul
+from torchmanual.autograd.layers import LinearActivation
 
 F64 = torch.float64
 ACTIVATIONS = (
@@ -159,6 +160,23 @@ def test_relu_backward_large_tensor_path_is_torchs_to_the_bit(dtype, layout):
     assert same_bits(result, expected)
     if layout == "contiguous":
         assert result.data_ptr() == scratch.data_ptr()  # no new tensor was allocated
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16])
+def test_tanh_gradient_is_torchs_to_the_bit(dtype):
+    """1 − y² rounded once (a fused multiply-add, half types in float32), as torch's
+    tanh_backward: the same bits for every value, saturated and special ones included."""
+    x = (3 * _special_values(dtype, 4096, 2).double()).to(dtype).requires_grad_()
+    upstream = _special_values(dtype, 4096, 3)
+    expected = torch.autograd.grad(torch.tanh(x), x, upstream)[0]
+    actual = torch.autograd.grad(Tanh.apply(x), x, upstream)[0]
+    torch.testing.assert_close(actual, expected, rtol=0, atol=0, equal_nan=True)
+    network = torch.autograd.grad(  # the fused layer applies the same local gradient
+        LinearActivation.apply(x[:, None], torch.ones(1, 1, dtype=dtype), None, "tanh", ()),
+        x,
+        upstream[:, None],
+    )[0]
+    torch.testing.assert_close(network, expected, rtol=0, atol=0, equal_nan=True)
 
 
 def test_dying_relu_unit_never_updates():

@@ -142,6 +142,21 @@ def test_mse_gradient_is_the_slides_numpy_loop():
     assert torch.equal(y_pred.grad, 2.0 * (y_pred.detach() - y))
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_mse_gradients_are_torchs_to_the_bit(dtype, reduction):
+    """(ŷ − y)·(2/N)·g in torch's order: both gradients equal torch's bit for bit."""
+    gen = torch.Generator().manual_seed(5)
+    y_hat = torch.randn(37, 3, generator=gen, dtype=dtype).requires_grad_()
+    y = torch.randn(37, 3, generator=gen, dtype=dtype).requires_grad_()
+    shape = (37, 3) if reduction == "none" else ()
+    upstream = torch.rand(shape, generator=gen, dtype=dtype) + 0.5
+    ours = torch.autograd.grad(MSE.apply(y_hat, y, reduction), (y_hat, y), upstream)
+    theirs = torch.autograd.grad(F.mse_loss(y_hat, y, reduction=reduction), (y_hat, y), upstream)
+    for a, b in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
 def test_hinge_is_zero_beyond_the_margin():
     f = t([1.0, 1.5, 1000.0, -2.0, -1.0, 0.25, -0.5], requires_grad=True)
     y = t([1.0, 1.0, 1.0, -1.0, -1.0, 1.0, -1.0])

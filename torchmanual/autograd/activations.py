@@ -117,12 +117,22 @@ class Tanh(ManualFunction):
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> Tensor:
         (y,) = ctx.saved_tensors
-        return grad * (1 - y * y)
+        return _times_one_minus_square(grad, y)
 
     @staticmethod
     def jvp(ctx: Any, tx: Tensor) -> Tensor:
         (y,) = ctx.saved_tensors
-        return tx * (1 - y * y)
+        return _times_one_minus_square(tx, y)
+
+
+def _times_one_minus_square(t: Tensor, y: Tensor) -> Tensor:
+    """``t · (1 − y²)`` with ``1 − y²`` rounded once."""
+    # NOTE: addcmul's fused multiply-add, as torch's tanh_backward kernel computes it (two
+    # roundings, 1 − fl(y²), differ from it in the last bit for most y); half types in
+    # float32, rounded once at the end, as torch does: torch's bits in every dtype.
+    y32, t32 = opmath(y), opmath(t)
+    out = t32 * torch.addcmul(y32.new_ones(()), y32, y32, value=-1)
+    return out if out.dtype == t.dtype else out.to(t.dtype)
 
 
 # ---------------------------------------------------------------------------------------

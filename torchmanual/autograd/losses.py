@@ -293,7 +293,10 @@ class MSE(ManualFunction):
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
         x, y = ctx.saved_tensors
         need_x, need_y, _ = ctx.needs_input_grad
-        g = 2 * (x - y) * _upstream(grad, ctx.reduction, ctx.n)
+        # NOTE: torch's order, (ŷ − y)·(2/N)·g with 2/N one scalar: the same bits as torch's
+        # mse_loss backward, in three kernels. (An empty batch has no terms to divide.)
+        norm = 2 / ctx.n if ctx.reduction == "mean" and ctx.n else 2
+        g = (x - y) * norm * grad
         return (
             sum_to(g, x.shape) if need_x else None,
             sum_to(-g, y.shape) if need_y else None,
