@@ -33,6 +33,12 @@ REDUCTIONS = ("mean", "sum", "none")
 _BCE_EPS = 9.999999960041972e-13
 # log p and log(1 - p) are clamped at -100, so p = 0 or 1 gives a finite loss (as torch).
 _BCE_LOG_MIN = -100.0
+# The x of xlogy(x, p) = x log p when only log p is wanted (see BinaryCrossEntropy): a 1
+# of p's own dtype, so the result keeps it (a 0-d p too) and no cast is run.
+_ONES = {
+    dt: torch.tensor(1, dtype=dt)
+    for dt in (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+}
 
 
 # An ignore_index for F.nll_loss that no class index can equal.
@@ -81,6 +87,12 @@ def _upstream(grad: Tensor, reduction: str, n: int, per_row: bool = False) -> Te
         # keeps double backward free of 0/0 = nan (0 · inf) for the upstream gradient.
         return grad / n if n else grad
     return grad.unsqueeze(-1) if per_row and reduction == "none" else grad
+
+
+def _mean_of(grad: Tensor, reduction: str, n: int) -> Tensor:
+    """A full gradient divided by N for 'mean' (torch's order: its losses divide last)."""
+    # NOTE: an empty batch has no terms to divide (as _upstream).
+    return grad / n if reduction == "mean" and n else grad
 
 
 def _class_mask(scores: Tensor, target: Tensor) -> Tensor:
@@ -676,8 +688,11 @@ class BinaryCrossEntropy(ManualFunction):
     @staticmethod
     def forward(input: Tensor, target: Tensor, reduction: str) -> Tensor:
         # NOTE: log1p(-p), torch's choice: accurate for tiny p, where log(1 - p) is not.
-        log_1mp = torch.log1p(-input).clamp_min(_BCE_LOG_MIN)
-        log_p = torch.log(input).clamp_min(_BCE_LOG_MIN)
+        # NOTE: log as xlogy(1, ·): its kernel calls libm's scalar log like torch's BCE kernel
+        # (torch.log's vectorised log differs in the last bit); a tensor 1 skips wrapping.
+        one = _ONES.get(input.dtype, 1)
+        log_1mp = torch.special.xlog1py(one, -input).clamp_min(_BCE_LOG_MIN)
+        log_p = torch.xlogy(one, input).clamp_min(_BCE_LOG_MIN)
         return _reduce((target - 1) * log_1mp - target * log_p, reduction)
 
     @staticmethod
@@ -691,12 +706,14 @@ class BinaryCrossEntropy(ManualFunction):
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
         p, y = ctx.saved_tensors
         need_p, need_y, _ = ctx.needs_input_grad
-        g = _upstream(grad, ctx.reduction, ctx.n)
+        # NOTE: torch's order, g·(p − y) / max(p(1 − p), ε), then / N for 'mean', and
+        # ∂L/∂y as −logit(p) = −log(p / (1 − p)) (one kernel): torch's bits exactly.
         grad_p = grad_y = None
         if need_p:
-            grad_p = sum_to(g * (p - y) / ((1 - p) * p).clamp_min(_BCE_EPS), p.shape)
+            grad_p = grad * (p - y) / ((1 - p) * p).clamp_min(_BCE_EPS)
+            grad_p = sum_to(_mean_of(grad_p, ctx.reduction, ctx.n), p.shape)
         if need_y:
-            grad_y = sum_to(g * (torch.log1p(-p) - torch.log(p)), y.shape)
+            grad_y = sum_to(_mean_of(torch.logit(p) * -grad, ctx.reduction, ctx.n), y.shape)
         return grad_p, grad_y, None
 
     @staticmethod
@@ -705,7 +722,7 @@ class BinaryCrossEntropy(ManualFunction):
         # NOTE: a missing tangent adds nothing; zeros would make inf·0 = nan at p = 0 or 1.
         out = None if tp is None else tp * (p - y) / ((1 - p) * p).clamp_min(_BCE_EPS)
         if ty is not None:
-            dy = ty * (torch.log1p(-p) - torch.log(p))
+            dy = torch.logit(p) * -ty
             out = dy if out is None else out + dy
         return _reduce_tangent(out, ctx.reduction, ctx.n)
 
