@@ -185,6 +185,21 @@ def test_bce_loss_and_gradients_are_torchs_to_the_bit(dtype, reduction):
     )
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_bce_with_logits_loss_and_gradients_are_torchs_to_the_bit(dtype, reduction):
+    """(1 − y) z − log σ(z), (σ(z) − y)·g and −z·g, then / N: torch's bits."""
+    gen = torch.Generator().manual_seed(7)
+    z = (4 * torch.randn(100, 10, generator=gen, dtype=dtype)).requires_grad_()
+    y = torch.rand(100, 10, generator=gen, dtype=dtype).requires_grad_()
+    _assert_torchs_bits(
+        lambda z, y: BinaryCrossEntropyWithLogits.apply(z, y, reduction),
+        lambda z, y: F.binary_cross_entropy_with_logits(z, y, reduction=reduction),
+        (z, y),
+        gen,
+    )
+
+
 def test_hinge_is_zero_beyond_the_margin():
     f = t([1.0, 1.5, 1000.0, -2.0, -1.0, 0.25, -0.5], requires_grad=True)
     y = t([1.0, 1.0, 1.0, -1.0, -1.0, 1.0, -1.0])
