@@ -308,6 +308,28 @@ def test_silu_derivative_is_the_slide_formula():
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16])
+def test_silu_is_torchs_to_the_bit(dtype):
+    """Value and gradient equal torch's bit for bit: σ as torch.sigmoid computes it (the
+    1/(1 + e⁻ˣ) of torch's kernel), then (g·σ)·(1 + x(1 − σ)) with one fused multiply-add,
+    half types in float32 — saturated (|x| ≫ 17), underflowing and special values included."""
+    x = (12 * _special_values(dtype, 4096, 4).double()).to(dtype).requires_grad_()
+    x.data[:6] = torch.tensor([-1000.0, -100.0, -20.0, 20.0, 100.0, 1000.0])
+    upstream = _special_values(dtype, 4096, 5)
+    y_ref = F.silu(x)
+    expected = torch.autograd.grad(y_ref, x, upstream)[0]
+    y = SiLU.apply(x)
+    torch.testing.assert_close(y, y_ref, rtol=0, atol=0, equal_nan=True)
+    actual = torch.autograd.grad(y, x, upstream)[0]
+    torch.testing.assert_close(actual, expected, rtol=0, atol=0, equal_nan=True)
+    network = torch.autograd.grad(  # the fused layer applies the same local gradient
+        LinearActivation.apply(x[:, None], torch.ones(1, 1, dtype=dtype), None, "silu", ()),
+        x,
+        upstream[:, None],
+    )[0]
+    torch.testing.assert_close(network, expected, rtol=0, atol=0, equal_nan=True)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize(("beta", "threshold"), [(1.0, 20.0), (2.0, 5.0), (0.5, 20.0)])
 def test_softplus_is_stable_at_plus_minus_1000(dtype, beta, threshold):
     x = torch.tensor([-1000.0, -100.0, 0.0, 100.0, 1000.0], dtype=dtype, requires_grad=True)

@@ -482,9 +482,8 @@ class SiLU(ManualFunction):
 
     @staticmethod
     def forward(x: Tensor) -> Tensor:
-        # NOTE: x / (1 + e⁻ˣ) is x·σ(x) in torch's form: at x = −1000 it gives −0, not nan.
-        xo = opmath(x)
-        return (xo / (1 + torch.exp(-xo))).to(x.dtype)
+        # NOTE: torch's op: its exp (SLEEF/libm) is not torch.exp (MKL): no composition's bits.
+        return F.silu(x)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Tensor], output: Tensor) -> None:
@@ -503,8 +502,14 @@ class SiLU(ManualFunction):
 
     @staticmethod
     def _times_derivative(x: Tensor, t: Tensor) -> Tensor:
-        x, s = opmath(x), torch.sigmoid(opmath(x))
-        return (opmath(t) * s * (1 + x * (1 - s))).to(t.dtype)
+        """``t · σ(x)(1 + x(1 − σ(x)))`` in torch's rounding: ``(t·σ) · fma(x, 1 − σ, 1)``."""
+        x32, t32 = opmath(x), opmath(t)
+        # NOTE: torch.sigmoid is silu_backward's own σ: the same 1/(1 + e⁻ˣ), the same exp.
+        s = torch.sigmoid(x32)
+        one = s.new_ones(())
+        # NOTE: 1 + x(1 − σ) as one fused multiply-add, as torch's compiled kernel rounds it.
+        out = (t32 * s) * torch.addcmul(one, x32, one - s)
+        return out if out.dtype == t.dtype else out.to(t.dtype)
 
 
 def _softplus_edges(beta: float, threshold: float) -> SampleMaker:
