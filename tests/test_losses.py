@@ -200,6 +200,20 @@ def test_bce_with_logits_loss_and_gradients_are_torchs_to_the_bit(dtype, reducti
     )
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_svm_gradients_are_torchs_to_the_bit(dtype, reduction):
+    """1/(NC) per active term, their running sum at y_i, × (g·C): multi_margin_loss × C's bits."""
+    gen = torch.Generator().manual_seed(11)
+    s = (0.5 * torch.randn(37, 7, generator=gen, dtype=dtype)).requires_grad_()
+    y = torch.randint(7, (37,), generator=gen)
+    shape = (37,) if reduction == "none" else ()
+    upstream = torch.rand(shape, generator=gen, dtype=dtype) + 0.5
+    (ours,) = torch.autograd.grad(MulticlassSVM.apply(s, y, 1.0, reduction), s, upstream)
+    theirs = 7 * F.multi_margin_loss(s, y, margin=1.0, reduction=reduction)
+    torch.testing.assert_close(ours, torch.autograd.grad(theirs, s, upstream)[0], rtol=0, atol=0)
+
+
 def test_hinge_is_zero_beyond_the_margin():
     f = t([1.0, 1.5, 1000.0, -2.0, -1.0, 0.25, -0.5], requires_grad=True)
     y = t([1.0, 1.0, 1.0, -1.0, -1.0, 1.0, -1.0])

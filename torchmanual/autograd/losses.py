@@ -473,12 +473,17 @@ def _svm_reference(scores: Tensor, target: Tensor, margin: float, reduction: str
     return loss * scores.shape[-1]
 
 
-def _svm_coefficients(scores: Tensor, target: Tensor, margin: float) -> Tensor:
-    """``∂L_i/∂s_ij``: 1 for each j ≠ y_i with a positive margin term, -(their count) at y_i."""
+def _svm_active(scores: Tensor, target: Tensor, margin: float) -> tuple[Tensor, Tensor]:
+    """The masks of the j ≠ y_i whose margin term is positive, and of the targets y_i."""
     z = margin - scores.gather(-1, target.unsqueeze(-1)) + scores
     is_target = _class_mask(scores, target)
     # NOTE: strictly > 0: a term exactly at its kink gets 0, like torch's multi_margin_loss.
-    active = (z > 0) & ~is_target
+    return (z > 0) & ~is_target, is_target
+
+
+def _svm_coefficients(scores: Tensor, target: Tensor, margin: float) -> Tensor:
+    """``∂L_i/∂s_ij``: 1 for each j ≠ y_i with a positive margin term, -(their count) at y_i."""
+    active, is_target = _svm_active(scores, target, margin)
     count = active.sum(-1, keepdim=True).to(scores.dtype)
     return torch.where(is_target, -count, active.to(scores.dtype))
 
@@ -542,9 +547,18 @@ class MulticlassSVM(ManualFunction):
         if not ctx.needs_input_grad[0]:
             return None, None, None, None
         scores, target = ctx.saved_tensors
-        coefficients = _svm_coefficients(scores, target, ctx.margin)
-        g = _upstream(grad, ctx.reduction, ctx.n, per_row=True)
-        return coefficients * g, None, None, None
+        c = scores.shape[-1]
+        active, _ = _svm_active(scores, target, ctx.margin)
+        # NOTE: torch's rounding (its loss is ours / C, so the reference is it × C): each
+        # active term gets 1/(NC) (1/C unless 'mean'), the target −1/(NC) − 1/(NC) − …
+        # summed in order, then all × (g·C); a count times 1/N rounds differently.
+        share = 1 / (ctx.n * c) if ctx.reduction == "mean" and ctx.n else 1 / c
+        minus = active.to(scores.dtype) * -share
+        # NOTE: scatter_add_ adds a row's −share one by one into y_i, as torch's loop does
+        # (a sum would regroup them); in place on the fresh +share, so no copy is made.
+        local = (-minus).scatter_add_(-1, target.unsqueeze(-1).expand_as(scores), minus)
+        g = grad * c
+        return local * (g.unsqueeze(-1) if ctx.reduction == "none" else g), None, None, None
 
     @staticmethod
     def jvp(ctx: Any, ts: Tensor | None, _target: None, _margin: None, _reduction: None) -> Tensor:
