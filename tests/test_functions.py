@@ -137,16 +137,20 @@ def test_matches_torch_at_kinks_and_extremes(name, dtype, device):
 
 
 # Functions whose CPU values and gradients equal torch's to the last bit (float64, float32) on
-# every sample and edge sample. The others differ in last bits where torch's kernel calls an
-# exp/erf/tanh of its own (SLEEF or libm, where torch.exp is MKL's) — ELU, GELU, Softplus,
-# the fused layers using them, Logistic's and CrossEntropy's gradients, SiLU's gradient on a
-# strided float32 input — or sums in another order (MulticlassSVM's value, BatchNorm).
+# every sample and edge sample; VALUES_BIT_EXACT, values only. The other gradients differ in
+# last bits where torch's kernel calls an exp/erf/tanh of its own (SLEEF or libm, where
+# torch.exp is MKL's) — ELU, GELU, Softplus, the fused layers using them, Logistic,
+# CrossEntropy, SiLU on a strided float32 input — or sums in another order (MulticlassSVM's
+# value, BatchNorm).
 BIT_EXACT = {
     "Add", "Mul", "Max", "Exp", "Reciprocal", "Scale", "Shift", "Linear", "Sigmoid", "Tanh",
     "ReLU", "LeakyReLU", "PReLU", "Step", "Maxout", "MSE", "Hinge", "BinaryCrossEntropy",
     "BinaryCrossEntropyWithLogits",
 }  # fmt: skip
-VALUES_BIT_EXACT = BIT_EXACT | {"Logistic", "CrossEntropy", "ELU", "SiLU", "LayeredNetwork"}
+VALUES_BIT_EXACT = BIT_EXACT | {
+    "Logistic", "CrossEntropy", "ELU", "GELU", "SiLU", "Softplus", "LinearActivation",
+    "LayeredNetwork",
+}  # fmt: skip
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)

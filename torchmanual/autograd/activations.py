@@ -378,8 +378,9 @@ class ELU(ManualFunction):
 
     @staticmethod
     def forward(x: Tensor, alpha: float) -> Tensor:
-        # NOTE: expm1 keeps α(eˣ − 1) accurate for tiny |x| (exp(x) − 1 would round to 0).
-        return torch.where(x <= 0, torch.expm1(x) * alpha, x)
+        # NOTE: the value by torch's elu: its kernel's α(eˣ − 1) (SLEEF/libm expm1) is not
+        # torch.expm1's in every last bit; one kernel, not four.
+        return F.elu(x, alpha)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Tensor, float], output: Tensor) -> None:
@@ -431,11 +432,9 @@ class GELU(ManualFunction):
 
     @staticmethod
     def forward(x: Tensor, approximate: str) -> Tensor:
-        xo = opmath(x)
-        if approximate == "tanh":
-            inner = _TANH_BETA * (xo + _TANH_KAPPA * (xo * xo * xo))
-            return (0.5 * xo * (1 + torch.tanh(inner))).to(x.dtype)
-        return (xo * 0.5 * (1 + torch.erf(xo * _SQRT1_2))).to(x.dtype)
+        # NOTE: the value by torch's gelu: its kernel's erf/tanh (SLEEF, libm) are not
+        # torch.erf's/torch.tanh's, so no composition has its bits; one kernel, not six.
+        return F.gelu(x, approximate=approximate)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Tensor, str], output: Tensor) -> None:
@@ -541,11 +540,9 @@ class Softplus(ManualFunction):
 
     @staticmethod
     def forward(x: Tensor, beta: float, threshold: float) -> Tensor:
-        scaled = opmath(x) * beta
-        linear = scaled > threshold
-        # NOTE: the linear part's βx is replaced by 0 before exp: no overflow to inf there.
-        soft = torch.log1p(torch.exp(torch.where(linear, 0.0, scaled))) / beta
-        return torch.where(linear, x, soft.to(x.dtype))
+        # NOTE: the value by torch's softplus: its kernel's exp (SLEEF, libm) is not
+        # torch.exp's, so no composition has its bits; one kernel, not six.
+        return F.softplus(x, beta, threshold)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Tensor, float, float], output: Tensor) -> None:
