@@ -149,7 +149,7 @@ BIT_EXACT = {
 }  # fmt: skip
 VALUES_BIT_EXACT = BIT_EXACT | {
     "Logistic", "CrossEntropy", "ELU", "GELU", "SiLU", "Softplus", "LinearActivation",
-    "LayeredNetwork",
+    "LayeredNetwork", "BatchNorm",
 }  # fmt: skip
 
 

@@ -267,3 +267,18 @@ def test_batchnorm_errors_name_the_shape():
     with pytest.raises(ValueError, match=r"running_mean must have shape \(4,\)"):
         bn.eval()
         bn(torch.randn(5, 4))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+@pytest.mark.parametrize("shape", [(6, 3), (4, 3, 5), (64, 7, 33)], ids=str)
+def test_batchnorm_training_values_bit_for_bit_with_torch(dtype, shape):
+    """Training-mode values equal F.batch_norm's exactly (its sequential sums and x·α + β)."""
+    from torchmanual.autograd.normalization import BatchNorm
+
+    gen = torch.Generator().manual_seed(7)
+    x = torch.randn(shape, generator=gen, dtype=dtype) * 3 + 1
+    weight = torch.randn(shape[1], generator=gen, dtype=dtype)
+    bias = torch.randn(shape[1], generator=gen, dtype=dtype)
+    actual = BatchNorm.apply(x, weight, bias, None, None, 1e-5)
+    expected = torch.nn.functional.batch_norm(x, None, None, weight, bias, training=True, eps=1e-5)
+    torch.testing.assert_close(actual, expected, rtol=0, atol=0, equal_nan=True)

@@ -97,12 +97,11 @@ class BatchNorm(ManualFunction):
     def forward(x, weight, bias, mean, var, eps: float) -> Tensor:
         dtype = x.dtype
         x, weight, bias, mean, var = map(opmath, (x, weight, bias, mean, var))
-        mu, invstd = _statistics(x, mean, var, eps)
-        y = (x - mu) * invstd
-        if weight is not None:
-            y = y * _per_channel(weight, x)
-        if bias is not None:
-            y = y + _per_channel(bias, x)
+        # NOTE: torch's own kernel for the value: it sums the statistics sequentially in a
+        # wider accumulator and applies x·α + β with α = γ/σ, β = β − μα — no composition of
+        # public reductions rounds the same, and one kernel beats the five of the formula.
+        # (torch.batch_norm, not F.batch_norm: the latter refuses eps = 0 in training.)
+        y = torch.batch_norm(x, weight, bias, mean, var, mean is None, 0.0, eps, False)
         return y.to(dtype)
 
     @staticmethod
