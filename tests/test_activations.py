@@ -162,6 +162,15 @@ def test_relu_backward_large_tensor_path_is_torchs_to_the_bit(dtype, layout):
         assert result.data_ptr() == scratch.data_ptr()  # no new tensor was allocated
 
 
+def _assert_fused_layer_gives(
+    expected: torch.Tensor, activation: str, x: torch.Tensor, upstream: torch.Tensor
+) -> None:
+    """The fused layer (weight 1, no bias) applies the activation's own local gradient."""
+    out = LinearActivation.apply(x[:, None], torch.ones(1, 1, dtype=x.dtype), None, activation, ())
+    (network,) = torch.autograd.grad(out, x, upstream[:, None])
+    torch.testing.assert_close(network, expected, rtol=0, atol=0, equal_nan=True)
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16])
 def test_tanh_gradient_is_torchs_to_the_bit(dtype):
     """1 − y² rounded once (a fused multiply-add, half types in float32), as torch's
@@ -171,12 +180,7 @@ def test_tanh_gradient_is_torchs_to_the_bit(dtype):
     expected = torch.autograd.grad(torch.tanh(x), x, upstream)[0]
     actual = torch.autograd.grad(Tanh.apply(x), x, upstream)[0]
     torch.testing.assert_close(actual, expected, rtol=0, atol=0, equal_nan=True)
-    network = torch.autograd.grad(  # the fused layer applies the same local gradient
-        LinearActivation.apply(x[:, None], torch.ones(1, 1, dtype=dtype), None, "tanh", ()),
-        x,
-        upstream[:, None],
-    )[0]
-    torch.testing.assert_close(network, expected, rtol=0, atol=0, equal_nan=True)
+    _assert_fused_layer_gives(expected, "tanh", x, upstream)
 
 
 def test_dying_relu_unit_never_updates():
@@ -321,12 +325,7 @@ def test_silu_is_torchs_to_the_bit(dtype):
     torch.testing.assert_close(y, y_ref, rtol=0, atol=0, equal_nan=True)
     actual = torch.autograd.grad(y, x, upstream)[0]
     torch.testing.assert_close(actual, expected, rtol=0, atol=0, equal_nan=True)
-    network = torch.autograd.grad(  # the fused layer applies the same local gradient
-        LinearActivation.apply(x[:, None], torch.ones(1, 1, dtype=dtype), None, "silu", ()),
-        x,
-        upstream[:, None],
-    )[0]
-    torch.testing.assert_close(network, expected, rtol=0, atol=0, equal_nan=True)
+    _assert_fused_layer_gives(expected, "silu", x, upstream)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16])
